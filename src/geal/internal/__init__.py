@@ -1,0 +1,1 @@
+"""Private plumbing shared by the public modules; not a stable API."""

@@ -1,0 +1,136 @@
+"""The pool types every reader produces and every later stage consumes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from geal.errors import PoolError
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    """One image of a pool.
+
+    Attributes:
+        index: position in the pool, 0..N-1; samplers and banks speak in indices.
+        id: stable identifier, unique in the pool (VOC: ``2007/000005``; folder: relative
+            path; COCO: image id as text; CIFAR/IDX: ``<split>/<n>``).
+        path: file the image is read from, or ``None`` for images stored inside a
+            container file (CIFAR batches, IDX files).
+        subset: where the item comes from inside the pool (VOC year, COCO split, CIFAR
+            batch, IDX file stem), ``None`` for plain folders.
+        label: class index when the pool carries one label per image, else ``None``.
+    """
+
+    index: int
+    id: str
+    path: str | None = None
+    subset: str | None = None
+    label: int | None = None
+
+
+@dataclass
+class Pool(Sequence[PoolItem]):
+    """A sequence of :class:`PoolItem` that can load each image.
+
+    Readers subclass this and implement :meth:`load`. ``root`` is the path the user
+    gave; ``format`` is the registry name of the reader; ``classes`` names the labels
+    when the pool has them; ``meta`` holds what exporters need to write split files
+    that the original trainers read (COCO annotation file, VOC devkit root, ...).
+    """
+
+    root: Path
+    format: str
+    items: list[PoolItem]
+    classes: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.items:
+            raise PoolError(f"pool {self.root} holds no images")
+        seen: dict[str, int] = {}
+        for i, item in enumerate(self.items):
+            if item.index != i:
+                raise ValueError(f"item {item.id!r} has index {item.index}, expected {i}")
+            if item.id in seen:
+                raise PoolError(
+                    f"pool {self.root} has duplicate image id {item.id!r} "
+                    f"(items {seen[item.id]} and {i}); ids must be unique"
+                )
+            seen[item.id] = i
+        self._by_id = seen
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> PoolItem:  # type: ignore[override]
+        return self.items[index]
+
+    def __iter__(self) -> Iterator[PoolItem]:
+        return iter(self.items)
+
+    @property
+    def ids(self) -> list[str]:
+        return [item.id for item in self.items]
+
+    def index_of(self, image_id: str) -> int:
+        """Pool index of ``image_id``; :class:`PoolError` if the pool has no such id."""
+        try:
+            return self._by_id[image_id]
+        except KeyError:
+            raise PoolError(f"pool {self.root} has no image with id {image_id!r}") from None
+
+    def load(self, index: int) -> Image.Image:
+        """Decode image ``index`` as an RGB :class:`PIL.Image.Image`.
+
+        Raises any decoding error unchanged; the extractor catches, counts and lists it.
+        """
+        item = self.items[index]
+        if item.path is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement load()")
+        with Image.open(item.path) as im:
+            im.load()
+            return im.convert("RGB")
+
+    def fingerprint(self) -> str:
+        """A hash of ids, file sizes and modification times, for cache validity.
+
+        Container formats (CIFAR, IDX, COCO json) contribute the container files instead
+        of per-item files, listed in ``meta["files"]``.
+        """
+        h = hashlib.sha256()
+        h.update(f"{self.format}\n{len(self.items)}\n".encode())
+        for item in self.items:
+            h.update(item.id.encode())
+            h.update(b"\0")
+            if item.path is not None:
+                h.update(_stat_key(item.path))
+            h.update(b"\n")
+        for f in sorted(self.meta.get("files", [])):
+            h.update(str(f).encode())
+            h.update(_stat_key(str(f)))
+        return h.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary recorded in manifests and ``selection.json``."""
+        return {
+            "root": str(self.root),
+            "format": self.format,
+            "n": len(self.items),
+            "classes": self.classes,
+        }
+
+
+def _stat_key(path: str) -> bytes:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return b"missing"
+    return f"{st.st_size}:{st.st_mtime_ns}".encode()
