@@ -1,0 +1,38 @@
+"""Samplers: turn a pattern bank into a ranking of the pool.
+
+Every sampler is a plain function ``(bank, budget, *, seed, labeled, distance, **options)
+-> Ranking`` registered by name in :data:`SAMPLERS`; :func:`select` looks one up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from geal.errors import SelectionError
+from geal.sampling import geal as _geal  # noqa: F401  (registers fds, prob)
+from geal.sampling import random as _random  # noqa: F401
+from geal.sampling.base import SAMPLERS, Ranking, Sampler, register_sampler
+
+if TYPE_CHECKING:
+    from geal.bank import PatternBank
+
+DEFAULT_STRATEGY = "prob"
+
+__all__ = ["DEFAULT_STRATEGY", "SAMPLERS", "Ranking", "Sampler", "register_sampler", "select"]
+
+
+def select(
+    bank: PatternBank,
+    budget: int,
+    strategy: str = DEFAULT_STRATEGY,
+    *,
+    seed: int = 0,
+    labeled: Sequence[int] | None = None,
+    distance: str = "cosine",
+    **options: Any,
+) -> Ranking:
+    """Rank the pool with the named sampler."""
+    if strategy not in SAMPLERS:
+        raise SelectionError(f"unknown strategy {strategy!r}; known: {', '.join(sorted(SAMPLERS))}")
+    return SAMPLERS[strategy](bank, budget, seed=seed, labeled=labeled, distance=distance, **options)

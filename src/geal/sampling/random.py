@@ -1,0 +1,33 @@
+"""Uniform random selection: the baseline every other sampler must beat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geal.sampling._loop import check_budget
+from geal.sampling.base import Ranking, register_sampler
+
+if TYPE_CHECKING:
+    from geal.bank import PatternBank
+
+
+@register_sampler("random")
+def random(
+    bank: PatternBank,
+    budget: int,
+    *,
+    seed: int = 0,
+    labeled: Sequence[int] | None = None,
+    distance: str = "cosine",
+    **options: Any,
+) -> Ranking:
+    """A seeded random permutation of the readable, unlabeled images (nested budgets)."""
+    ok = bank.valid.copy()
+    ok[np.asarray(list(labeled or []), dtype=np.int64)] = False
+    left = np.flatnonzero(ok)
+    check_budget(left.size, budget)
+    order = np.random.default_rng([int(seed), 0x52414E44]).permutation(left)[:budget]
+    return Ranking(order, np.full(budget, np.nan, np.float32), "random", seed, {})
