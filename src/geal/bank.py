@@ -234,7 +234,9 @@ def manifest_hash(manifest: dict[str, Any]) -> str:
 def read_manifest(root: Path) -> dict[str, Any]:
     path = root / MANIFEST
     if not path.exists():
-        raise BankError(f"{root} is not a pattern bank (no {MANIFEST}); create one with `geal extract`")
+        raise BankError(
+            f"{root} is not a pattern bank (no {MANIFEST}); create one with `geal extract`"
+        )
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -249,7 +251,9 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def mismatches(manifest: dict[str, Any], options: dict[str, Any], pool: dict[str, Any]) -> list[str]:
+def mismatches(
+    manifest: dict[str, Any], options: dict[str, Any], pool: dict[str, Any]
+) -> list[str]:
     """Human-readable differences between a bank's manifest and a request."""
     out = []
     have = manifest.get("options", {})
@@ -305,7 +309,9 @@ def read_shard(path: Path) -> Shard:
         counts = arrays["counts"]
         patterns = arrays["patterns"]
     except (OSError, ValueError, KeyError, struct.error, json.JSONDecodeError) as e:
-        raise BankError(f"bank shard {path} is damaged ({e}); delete it and rerun `geal extract`") from None
+        raise BankError(
+            f"bank shard {path} is damaged ({e}); delete it and rerun `geal extract`"
+        ) from None
     if int(counts.sum()) != patterns.shape[0]:
         raise BankError(f"bank shard {path} is inconsistent; delete it and rerun `geal extract`")
     return Shard(start, counts, patterns, arrays.get("global"), failed)
@@ -349,7 +355,9 @@ class BankWriter:
                 p.unlink()
             (root / FAILED).unlink(missing_ok=True)
         elif root.exists() and any(root.iterdir()):
-            raise BankError(f"{root} exists and is not a pattern bank; choose an empty or new --out")
+            raise BankError(
+                f"{root} exists and is not a pattern bank; choose an empty or new --out"
+            )
         root.mkdir(parents=True, exist_ok=True)
         manifest = make_manifest(options, pool, n, None, shard_size)
         atomic_write_json(root / MANIFEST, manifest)
@@ -364,7 +372,9 @@ class BankWriter:
         return k * s, min((k + 1) * s, int(self.manifest["n"]))
 
     def missing_shards(self) -> list[int]:
-        return [k for k in range(self.manifest["n_shards"]) if not (self.root / shard_name(k)).exists()]
+        return [
+            k for k in range(self.manifest["n_shards"]) if not (self.root / shard_name(k)).exists()
+        ]
 
     def write(
         self,

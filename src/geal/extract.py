@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geal.bank import BankWriter, PatternBank
 from geal.errors import GealError
+from geal.internal.cache import bank_dir
 from geal.patterns import knowledge_clusters
 from geal.pools.base import Pool
 
@@ -122,7 +123,7 @@ def default_workers() -> int:
 
 def extract(
     pool: Pool,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
     model: str = "dino_vits16",
     weights: str | None = None,
@@ -150,7 +151,8 @@ def extract(
 
     Args:
         pool: the images.
-        out: bank directory.
+        out: bank directory; ``None`` uses the cache directory keyed by pool and options
+            (see :func:`geal.internal.cache.bank_dir`), so a rerun reuses it.
         model, weights, image_size, stage: backbone choice (see
             :func:`geal.backbones.create_backbone`); ``backbone`` passes a built one.
         threshold: attention mass kept per image (tau).
@@ -194,13 +196,17 @@ def extract(
         "tol": tol,
     }
     pool_desc = pool.describe() | {"fingerprint": pool.fingerprint()}
+    if out is None:
+        out = bank_dir(pool.root, pool.format, pool_desc.get("split"), options)
     writer = BankWriter.create_or_resume(
         out, options, pool_desc, len(pool), shard_size, overwrite=overwrite
     )
     missing = writer.missing_shards()
     reused = writer.manifest["n_shards"] - len(missing)
     if reused:
-        log.info("resuming %s: %d of %d shards already done", out, reused, writer.manifest["n_shards"])
+        log.info(
+            "resuming %s: %d of %d shards already done", out, reused, writer.manifest["n_shards"]
+        )
     ranges = [writer.shard_range(k) for k in missing]
     todo = sum(b - a for a, b in ranges)
 

@@ -123,6 +123,7 @@ class Pool(Sequence[PoolItem]):
         return {
             "root": str(self.root),
             "format": self.format,
+            "split": self.meta.get("split"),
             "n": len(self.items),
             "classes": self.classes,
         }

@@ -42,8 +42,14 @@ def register_format(name: str, detect: Detector, help: str) -> Callable[[Reader]
 
 def _load_builtin() -> None:
     # Imported for their registration side effect, most specific detector first.
-    from geal.pools import cifar, coco, idx, listfile, voc  # noqa: F401
-    from geal.pools import folder  # noqa: F401  (last: any directory of images)
+    from geal.pools import (  # noqa: F401
+        cifar,
+        coco,
+        folder,
+        idx,
+        listfile,
+        voc,
+    )
 
 
 def detect_format(path: str | Path) -> str:

@@ -35,4 +35,6 @@ def select(
     """Rank the pool with the named sampler."""
     if strategy not in SAMPLERS:
         raise SelectionError(f"unknown strategy {strategy!r}; known: {', '.join(sorted(SAMPLERS))}")
-    return SAMPLERS[strategy](bank, budget, seed=seed, labeled=labeled, distance=distance, **options)
+    return SAMPLERS[strategy](
+        bank, budget, seed=seed, labeled=labeled, distance=distance, **options
+    )

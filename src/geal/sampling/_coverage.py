@@ -146,16 +146,31 @@ class Coverage:
         elif len(rows) <= 16:
             self.d[rows] = -1.0
             K.update_blocks(
-                self.units, q, qn, self.norms, self.d, self.blk_sum, self.blk_max,
-                self.blk_arg, self.block, self.scale, self.euclid,
-            )  # fmt: skip
+                self.units,
+                q,
+                qn,
+                self.norms,
+                self.d,
+                self.blk_sum,
+                self.blk_max,
+                self.blk_arg,
+                self.block,
+                self.scale,
+                self.euclid,
+            )
         else:
             self._add_blas(q, qn, rows)
 
-    def _dist_chunk(self, x: np.ndarray, xn: np.ndarray, q: np.ndarray, qn: np.ndarray) -> np.ndarray:
+    def _dist_chunk(
+        self, x: np.ndarray, xn: np.ndarray, q: np.ndarray, qn: np.ndarray
+    ) -> np.ndarray:
         dot = x @ q.T  # exact on the grid
         if self.euclid:
-            sq = xn[:, None] ** 2 + qn[None, :] ** 2 - np.float32(2.0) * xn[:, None] * qn[None, :] * dot
+            sq = (
+                xn[:, None] ** 2
+                + qn[None, :] ** 2
+                - np.float32(2.0) * xn[:, None] * qn[None, :] * dot
+            )
             dist = np.sqrt(np.maximum(sq, 0)).astype(np.float32)
         else:
             dist = np.maximum(np.float32(1.0) - dot, 0).astype(np.float32)
@@ -248,7 +263,11 @@ class Coverage:
         u = np.int64(rng.integers(total))
         if self._gpu:
             cum = torch.cumsum(self._t_weights(), 0)
-            p = int(torch.searchsorted(cum, torch.tensor([int(u)], device=self.device), right=True).item())
+            p = int(
+                torch.searchsorted(
+                    cum, torch.tensor([int(u)], device=self.device), right=True
+                ).item()
+            )
         else:
             cum = np.cumsum(self.blk_sum)
             b = int(np.searchsorted(cum, u, side="right"))

@@ -24,7 +24,9 @@ def _decode(h: np.uint16) -> np.uint32:
     em = x & np.uint32(0x7FFF)
     if em == 0:
         return (x & np.uint32(0x8000)) << np.uint32(16)
-    return ((x & np.uint32(0x8000)) << np.uint32(16)) | ((em << np.uint32(13)) + np.uint32(0x38000000))
+    return ((x & np.uint32(0x8000)) << np.uint32(16)) | (
+        (em << np.uint32(13)) + np.uint32(0x38000000)
+    )
 
 
 @njit(inline="always")
@@ -114,7 +116,12 @@ def draw_in_block(d: np.ndarray, lo: int, hi: int, u: np.int64, scale: np.float3
 
 @njit(cache=True)
 def block_stats(
-    d: np.ndarray, blk_sum: np.ndarray, blk_max: np.ndarray, blk_arg: np.ndarray, block: int, scale: np.float32
+    d: np.ndarray,
+    blk_sum: np.ndarray,
+    blk_max: np.ndarray,
+    blk_arg: np.ndarray,
+    block: int,
+    scale: np.float32,
 ) -> None:
     """Recompute every block's weight sum and (first) argmax from d."""
     m = d.shape[0]

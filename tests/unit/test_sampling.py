@@ -1,0 +1,192 @@
+"""Properties of the GEAL samplers on random banks (hypothesis) and exactness of the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from geal.bank import PatternBank
+from geal.errors import SelectionError
+from geal.sampling import SAMPLERS, select
+from geal.sampling._coverage import Coverage
+
+SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def random_bank(seed: int, n: int, dim: int = 8, kmax: int = 5, empty: int = 0) -> PatternBank:
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, kmax + 1, size=n)
+    if empty:
+        counts[rng.choice(n, size=empty, replace=False)] = 0
+    pats = rng.standard_normal((int(counts.sum()), dim)).astype(np.float32)
+    return PatternBank.from_arrays(pats, counts)
+
+
+banks = st.builds(
+    random_bank,
+    seed=st.integers(0, 10_000),
+    n=st.integers(5, 60),
+    dim=st.integers(2, 12),
+    kmax=st.integers(1, 5),
+    empty=st.integers(0, 3),
+)
+
+
+@SETTINGS
+@given(
+    bank=banks, strategy=st.sampled_from(["fds", "prob"]), seed=st.integers(0, 99), data=st.data()
+)
+def test_no_repeats_valid_only_labeled_never(
+    bank: PatternBank, strategy: str, seed: int, data: st.DataObject
+) -> None:
+    valid = np.flatnonzero(bank.valid)
+    labeled = data.draw(st.lists(st.sampled_from(valid.tolist()), max_size=3, unique=True))
+    budget = (
+        data.draw(st.integers(1, len(valid) - len(labeled))) if len(valid) > len(labeled) else 0
+    )
+    if budget == 0:
+        return
+    r = select(bank, budget, strategy, seed=seed, labeled=labeled)
+    assert len(r) == budget
+    assert len(set(r.order.tolist())) == budget
+    assert bank.valid[r.order].all()
+    assert not set(labeled) & set(r.order.tolist())
+    assert np.all(np.diff(r.radius) <= 0), "coverage radius never grows"
+
+
+@SETTINGS
+@given(bank=banks, seed=st.integers(0, 99), data=st.data())
+def test_fds_picks_the_farthest_pattern(bank: PatternBank, seed: int, data: st.DataObject) -> None:
+    n_valid = int(bank.valid.sum())
+    budget = data.draw(st.integers(2, n_valid))
+    r = select(bank, budget, "fds", seed=seed)
+    x = bank.patterns_array()
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    owner = bank.owner
+    # reference in float64 without the grid: each pick is (within grid error) the farthest
+    for t in range(1, budget):
+        chosen = np.isin(owner, r.order[:t])
+        dist = 1 - x[~chosen] @ x[chosen].T
+        dmin = dist.min(1)
+        picked_rows = owner[~chosen] == r.order[t]
+        assert dmin[picked_rows].max() >= dmin.max() - 2e-3
+
+
+@SETTINGS
+@given(
+    bank=banks, strategy=st.sampled_from(["fds", "prob"]), seed=st.integers(0, 99), data=st.data()
+)
+def test_prefix_property(bank: PatternBank, strategy: str, seed: int, data: st.DataObject) -> None:
+    n_valid = int(bank.valid.sum())
+    m = data.draw(st.integers(1, n_valid))
+    n = data.draw(st.integers(1, m))
+    big = select(bank, m, strategy, seed=seed)
+    small = select(bank, n, strategy, seed=seed)
+    assert np.array_equal(big.order[:n], small.order)
+    assert np.array_equal(big.radius[:n], small.radius)
+
+
+def test_prob_same_seed_same_ranking_different_seed_differs() -> None:
+    bank = random_bank(1, 300, dim=16)
+    a = select(bank, 50, "prob", seed=3)
+    b = select(bank, 50, "prob", seed=3)
+    c = select(bank, 50, "prob", seed=4)
+    assert np.array_equal(a.order, b.order)
+    assert not np.array_equal(a.order, c.order)
+
+
+@SETTINGS
+@given(
+    bank=banks, strategy=st.sampled_from(["fds", "prob"]), chunk=st.integers(1, 200), data=st.data()
+)
+def test_chunk_size_does_not_change_the_ranking(
+    bank: PatternBank, strategy: str, chunk: int, data: st.DataObject
+) -> None:
+    valid = np.flatnonzero(bank.valid)
+    labeled = data.draw(
+        st.lists(st.sampled_from(valid.tolist()), min_size=0, max_size=len(valid) - 1, unique=True)
+    )
+    budget = len(valid) - len(labeled)
+    a = select(bank, budget, strategy, seed=0, labeled=labeled)
+    b = select(bank, budget, strategy, seed=0, labeled=labeled, chunk=chunk)
+    assert np.array_equal(a.order, b.order)
+
+
+def test_batched_update_equals_one_by_one() -> None:
+    bank = random_bank(5, 200, dim=32)
+    blocks = [b for _, b in bank.iter_blocks()]
+    one = Coverage(blocks, bank.counts, block=64)
+    many = Coverage(blocks, bank.counts, chunk=37)
+    picks = [3, 50, 17, 199, 120, 64, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20]
+    for i in picks:
+        one.add([i])
+    many.add(picks)  # > 16 rows: BLAS path
+    assert np.array_equal(one.distances(), many.distances())
+    assert one.total_weight() == many.total_weight()
+
+
+@pytest.mark.gpu
+def test_gpu_equals_cpu() -> None:
+    bank = random_bank(6, 500, dim=64)
+    for strategy in ("fds", "prob"):
+        a = select(bank, 100, strategy, seed=1, device="cpu")
+        b = select(bank, 100, strategy, seed=1, device="cuda")
+        assert np.array_equal(a.order, b.order)
+        assert np.array_equal(a.radius, b.radius)
+
+
+def test_euclidean_distance_runs_and_differs_from_cosine() -> None:
+    rng = np.random.default_rng(0)
+    pats = rng.standard_normal((100, 4)).astype(np.float32) * rng.uniform(0.1, 10, (100, 1)).astype(
+        np.float32
+    )
+    bank = PatternBank.from_arrays(pats, np.ones(100))
+    e = select(bank, 20, "fds", distance="euclidean")
+    c = select(bank, 20, "fds", distance="cosine")
+    assert not np.array_equal(e.order, c.order)
+    # k-center on Euclidean: the second pick is the farthest point from the first
+    d = np.linalg.norm(pats - pats[e.order[0]], axis=1)
+    assert e.order[1] == int(np.argmax(d))
+
+
+def test_budget_errors() -> None:
+    bank = random_bank(2, 10, empty=2)
+    with pytest.raises(SelectionError, match="larger than"):
+        select(bank, 9, "prob")
+    with pytest.raises(SelectionError, match="at least 1"):
+        select(bank, 0, "fds")
+    with pytest.raises(SelectionError, match="unknown strategy"):
+        select(bank, 2, "nope")
+
+
+def test_duplicates_fall_back_to_uniform() -> None:
+    pats = np.tile(np.array([[1.0, 2.0, 3.0]], np.float32), (10, 1))
+    bank = PatternBank.from_arrays(pats, np.ones(10))
+    r = select(bank, 10, "prob", seed=0)
+    assert sorted(r.order.tolist()) == list(range(10))
+    assert np.all(r.radius == 0)
+
+
+def test_random_is_seeded_and_nested() -> None:
+    bank = random_bank(3, 50, empty=5)
+    a = SAMPLERS["random"](bank, 20, seed=1)
+    b = SAMPLERS["random"](bank, 10, seed=1)
+    assert np.array_equal(a.order[:10], b.order)
+    assert bank.valid[a.order].all()
+
+
+def test_interrupted_selection_resumes(tmp_path: Path) -> None:
+    bank = random_bank(4, 400, dim=16)
+    journal = tmp_path / "j"
+    full = select(bank, 120, "prob", seed=2)
+    # a run that stopped after 50 picks, leaving its journal (and a torn last line)
+    select(bank, 50, "prob", seed=2, journal=journal)
+    with open(journal, "a") as f:
+        f.write("12")
+    resumed = select(bank, 120, "prob", seed=2, journal=journal)
+    assert np.array_equal(full.order, resumed.order)
+    assert np.array_equal(full.radius, resumed.radius)
