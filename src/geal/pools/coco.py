@@ -3,7 +3,8 @@
 Accepts the json itself or a folder holding ``annotations/instances_*.json`` (``split``
 picks one when there are several: ``train2017``, ``val2017``, ...). Images are read from
 the folder named after the split beside ``annotations/`` (``coco/val2017/``), inside the
-json's own folder, or under ``images/<split>/``. Items are sorted by image id; the id is
+json's own folder, or under ``images/<split>/``; failing those, from the folder beside
+``annotations/`` that holds the first listed image (for renamed subsets). Items are sorted by image id; the id is
 the COCO image id as text. Images hold many objects, so items carry no label; the
 category names, in category-id order, are the pool's ``classes``.
 """
@@ -99,7 +100,13 @@ def _choose_annotation_file(path: Path, split: str | None) -> Path:
     return files[0]
 
 
-def _image_dir(annotation_file: Path) -> Path:
+def _image_dir(annotation_file: Path, first_file: str) -> Path:
+    """The folder the json's ``file_name``s are relative to.
+
+    First the folder named after the split (``val2017`` for ``instances_val2017.json``)
+    in the usual places; failing that, a folder beside ``annotations/`` holding the first
+    listed image, so renamed files such as ``instances_geal_1000.json`` still open.
+    """
     name = split_of(annotation_file)
     here = annotation_file.parent
     candidates = [
@@ -111,9 +118,15 @@ def _image_dir(annotation_file: Path) -> Path:
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
+    for base in (here.parent, here):
+        for child in sorted(base.iterdir()):
+            if child.is_dir() and (child / first_file).is_file():
+                logger.info("images of %s found in %s", annotation_file, child)
+                return child
     raise PoolError(
         f"cannot find the image folder of {annotation_file}; looked for "
         + ", ".join(str(c) for c in candidates)
+        + f" and for a folder beside them holding {first_file}"
     )
 
 
@@ -128,7 +141,6 @@ def read_coco(path: Path, *, split: str | None = None) -> Pool:
     """Open the images listed in a COCO annotation file, sorted by image id."""
     annotation_file = _choose_annotation_file(Path(path), split)
     data = load_coco_json(annotation_file)
-    image_dir = _image_dir(annotation_file).absolute()
 
     images: list[tuple[int | str, str]] = []
     for n, image in enumerate(data["images"]):
@@ -141,6 +153,9 @@ def read_coco(path: Path, *, split: str | None = None) -> Pool:
                 f"COCO annotation file {annotation_file}: image {image_id} has no 'file_name'"
             )
         images.append((image_id, file_name))
+    if not images:
+        raise PoolError(f"COCO annotation file {annotation_file} lists no images")
+    image_dir = _image_dir(annotation_file, images[0][1]).absolute()
     images.sort(key=lambda pair: _sort_key(pair[0]))
 
     categories = []
@@ -157,8 +172,6 @@ def read_coco(path: Path, *, split: str | None = None) -> Pool:
         PoolItem(index=i, id=str(image_id), path=str(image_dir / file_name), subset=name)
         for i, (image_id, file_name) in enumerate(images)
     ]
-    if not items:
-        raise PoolError(f"COCO annotation file {annotation_file} lists no images")
     logger.info(
         "COCO %s: %d images, %d annotations, %d categories",
         annotation_file,
