@@ -352,7 +352,9 @@ def test_cifar_missing_or_truncated_batch_names_the_file(tmp_path: Path) -> None
     folder = fake.extra["folder"]
     data = (folder / "data_batch_2").read_bytes()
     (folder / "data_batch_2").write_bytes(data[: len(data) // 2])
-    assert "not a CIFAR python batch" in assert_pool_error(folder / "data_batch_2", tmp_path)
+    assert "cannot be read as a CIFAR pickle" in assert_pool_error(
+        folder / "data_batch_2", tmp_path
+    )
     (folder / "data_batch_2").unlink()
     assert "missing" in assert_pool_error(folder / "data_batch_2", tmp_path)
     assert "CIFAR split" in assert_pool_error("'valid'", tmp_path, split="valid")
@@ -406,6 +408,14 @@ def test_idx_truncated_file_names_it(tmp_path: Path, gz: bool) -> None:
     cut = raw[:-100]
     images_file.write_bytes(gzip.compress(cut) if gz else cut)
     assert "truncated" in assert_pool_error(images_file, fake.path)
+
+
+def test_idx_cut_gzip_download_names_the_file(tmp_path: Path) -> None:
+    fake = make_idx(tmp_path, 3, gz=True)
+    images_file = fake.path / "train-images-idx3-ubyte.gz"
+    data = images_file.read_bytes()
+    images_file.write_bytes(data[: len(data) // 2])
+    assert "truncated or damaged gzip" in assert_pool_error(images_file, fake.path)
 
 
 def test_idx_label_count_mismatch_names_the_labels_file(tmp_path: Path) -> None:

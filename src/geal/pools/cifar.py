@@ -110,7 +110,7 @@ def safe_load_pickle(path: str | Path) -> Any:
     except OSError as exc:
         raise PoolError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except Exception as exc:  # anything a malformed or hostile pickle can raise
-        raise PoolError(f"{path} is not a CIFAR python batch: {exc}") from exc
+        raise PoolError(f"{path} cannot be read as a CIFAR pickle: {exc}") from exc
 
 
 def _get(d: dict[Any, Any], key: str) -> Any:
@@ -122,7 +122,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Pixels uint8 [n, 3072] and labels int64 [n] of one batch file, validated."""
     batch = safe_load_pickle(path)
     if not isinstance(batch, dict):
-        raise PoolError(f"{path} is not a CIFAR python batch: holds a {type(batch).__name__}")
+        raise PoolError(f"CIFAR batch {path} holds a {type(batch).__name__}, not a dict")
     data, labels = _get(batch, "data"), _get(batch, "labels")
     if data is None or labels is None:
         raise PoolError(f"CIFAR batch {path} lacks 'data' or 'labels' (is it CIFAR-100?)")
@@ -178,9 +178,11 @@ class CifarPool(Pool):
 
 
 @register_format(
-    "cifar10", _detect, "CIFAR-10 python batches (cifar-10-batches-py), --split train|test",
+    "cifar10",
+    _detect,
+    "CIFAR-10 python batches (cifar-10-batches-py), --split train|test",
     priority=10,
-)  # fmt: skip
+)
 def read_cifar10(path: Path, *, split: str | None = None) -> CifarPool:
     """Open the ``train`` (default) or ``test`` split, or one named batch."""
     folder = _batch_dir(Path(path))

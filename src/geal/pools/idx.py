@@ -126,7 +126,7 @@ def read_idx(path: str | Path, *, mmap: bool = True) -> np.ndarray:
         data = path.read_bytes()
         return np.frombuffer(data, dtype=header.dtype, offset=header.offset).reshape(header.shape)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise PoolError(f"IDX file {path} is a damaged gzip file: {exc}") from exc
+        raise PoolError(f"IDX file {path} is a truncated or damaged gzip file: {exc}") from exc
     except OSError as exc:
         raise PoolError(f"cannot read IDX file {path}: {exc.strerror or exc}") from exc
 
@@ -208,9 +208,11 @@ def _split_name(images_file: Path) -> str:
 
 
 @register_format(
-    "idx", _detect, "MNIST / Fashion-MNIST IDX files (folder or images file), --split train|test",
+    "idx",
+    _detect,
+    "MNIST / Fashion-MNIST IDX files (folder or images file), --split train|test",
     priority=20,
-)  # fmt: skip
+)
 def read_idx_pool(path: Path, *, split: str | None = None) -> IdxPool:
     """Open the ``train`` (default) or ``test`` images of an IDX folder, or one images file."""
     path = Path(path)
