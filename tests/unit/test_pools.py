@@ -390,6 +390,18 @@ def test_idx_single_images_file_finds_its_labels(tmp_path: Path) -> None:
     assert_matches(pool, fake)
 
 
+def test_idx_torchvision_raw_folder_and_dotted_names(tmp_path: Path) -> None:
+    fake = make_idx(tmp_path, 3, gz=False)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.parent.mkdir()
+    fake.path.rename(raw)
+    (raw / "train-images-idx3-ubyte").rename(raw / "train-images.idx3-ubyte")
+    assert detect_format(tmp_path / "MNIST") == "idx"
+    pool = open_pool(tmp_path / "MNIST")
+    assert pool.meta["files"][0].endswith("train-images.idx3-ubyte")
+    assert_matches(pool, fake)
+
+
 def test_idx_memory_mapped_pool_pickles_without_the_pixels(tmp_path: Path) -> None:
     fake = make_idx(tmp_path, 40, gz=False)
     pool = open_pool(fake.path)

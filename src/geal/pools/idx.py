@@ -131,22 +131,27 @@ def read_idx(path: str | Path, *, mmap: bool = True) -> np.ndarray:
         raise PoolError(f"cannot read IDX file {path}: {exc.strerror or exc}") from exc
 
 
-def _folder(path: Path) -> Path:
-    """``path`` or its ``raw/`` subfolder, whichever holds IDX files."""
-    for folder in (path, path / "raw"):
-        if folder.is_dir() and any(_NAME.match(f.name) for f in folder.iterdir()):
-            return folder
-    return path
+def _candidates(folder: Path, prefix: str, kind: str) -> list[Path]:
+    """Every spelling of the ``prefix``-``kind`` file, plain before gzip (memory-mappable)."""
+    ndim = "3" if kind == "images" else "1"
+    return [
+        folder / f"{prefix}-{kind}{sep}idx{ndim}-ubyte{gz}"
+        for gz in ("", ".gz")
+        for sep in ("-", ".")
+    ]
 
 
 def _find(folder: Path, prefix: str, kind: str) -> Path | None:
-    """The ``prefix``-``kind`` file in ``folder``, preferring a plain one (memory-mappable)."""
-    found = []
-    for f in folder.iterdir():
-        match = _NAME.match(f.name)
-        if match and match["prefix"] == prefix and match["kind"] == kind and f.is_file():
-            found.append((bool(match["gz"]), f.name, f))
-    return min(found)[2] if found else None
+    """The ``prefix``-``kind`` file in ``folder``, or ``None``; a few stats, no listing."""
+    return next((f for f in _candidates(folder, prefix, kind) if f.is_file()), None)
+
+
+def _folder(path: Path) -> Path:
+    """``path`` or its ``raw/`` subfolder (torchvision's layout), whichever holds images."""
+    for folder in (path, path / "raw"):
+        if any(_find(folder, prefix, "images") for prefix in ("train", "t10k")):
+            return folder
+    return path
 
 
 def _detect(path: Path) -> bool:
@@ -155,7 +160,7 @@ def _detect(path: Path) -> bool:
     if not path.is_dir():
         return False
     folder = _folder(path)
-    return any((m := _NAME.match(f.name)) and m["kind"] == "images" for f in folder.iterdir())
+    return any(_find(folder, prefix, "images") for prefix in ("train", "t10k"))
 
 
 def _labels_beside(images_file: Path) -> Path | None:
