@@ -2,16 +2,24 @@
 
 A reader is a function ``(path: Path, *, split: str | None) -> Pool``; a detector is a
 function ``(path: Path) -> bool`` that looks at the path without reading images.
+
+Detection asks formats in ``priority`` order (lower first, ties in registration order),
+so a catch-all such as ``folder`` (any directory holding an image) is asked last no
+matter which reader module happened to be imported first.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from geal.errors import PoolError
 from geal.pools.base import Pool
+
+logger = logging.getLogger(__name__)
 
 Reader = Callable[..., Pool]
 Detector = Callable[[Path], bool]
@@ -23,33 +31,48 @@ class Format:
     reader: Reader
     detect: Detector
     help: str
+    priority: int = 50
 
 
 FORMATS: dict[str, Format] = {}
 
+# Reader modules shipped with geal, imported for their registration side effect.
+_BUILTIN_MODULES = ("cifar", "idx", "voc", "coco", "listfile", "folder")
 
-def register_format(name: str, detect: Detector, help: str) -> Callable[[Reader], Reader]:
-    """Decorator registering a reader under ``name``; order of registration = detection order."""
+
+def register_format(
+    name: str, detect: Detector, help: str, *, priority: int = 50
+) -> Callable[[Reader], Reader]:
+    """Decorator registering a reader under ``name``.
+
+    Args:
+        name: registry name users pass as ``--format``.
+        detect: cheap test of whether a path is in this format (no image decoding).
+        help: one line shown in the CLI help.
+        priority: detection rank, lower asked first; built-in container formats use
+            10-40, the list file 80 and the image folder catch-all 90, so a user format
+            with the default 50 is asked before the catch-alls.
+    """
 
     def wrap(reader: Reader) -> Reader:
         if name in FORMATS:
             raise ValueError(f"pool format {name!r} registered twice")
-        FORMATS[name] = Format(name, reader, detect, help)
+        FORMATS[name] = Format(name, reader, detect, help, priority)
         return reader
 
     return wrap
 
 
 def _load_builtin() -> None:
-    # Imported for their registration side effect, most specific detector first.
-    from geal.pools import (  # noqa: F401
-        cifar,
-        coco,
-        folder,
-        idx,
-        listfile,
-        voc,
-    )
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(f"geal.pools.{module}")
+
+
+def detection_order() -> list[Format]:
+    """Registered formats in the order ``auto`` asks them."""
+    _load_builtin()
+    ranked = sorted(enumerate(FORMATS.values()), key=lambda pair: (pair[1].priority, pair[0]))
+    return [fmt for _, fmt in ranked]
 
 
 def detect_format(path: str | Path) -> str:
@@ -58,8 +81,13 @@ def detect_format(path: str | Path) -> str:
     p = Path(path)
     if not p.exists():
         raise PoolError(f"pool path {p} does not exist")
-    for fmt in FORMATS.values():
-        if fmt.detect(p):
+    for fmt in detection_order():
+        try:
+            found = fmt.detect(p)
+        except OSError as exc:  # unreadable directory or file: not this format
+            logger.debug("format %s cannot inspect %s: %s", fmt.name, p, exc)
+            found = False
+        if found:
             return fmt.name
     raise PoolError(
         f"cannot tell the format of {p}; pass --format with one of: {', '.join(FORMATS)}"
@@ -81,4 +109,9 @@ def open_pool(path: str | Path, format: str = "auto", *, split: str | None = Non
     name = detect_format(p) if format == "auto" else format
     if name not in FORMATS:
         raise PoolError(f"unknown pool format {name!r}; known: auto, {', '.join(FORMATS)}")
-    return FORMATS[name].reader(p, split=split)
+    try:
+        return FORMATS[name].reader(p, split=split)
+    except PoolError:
+        raise
+    except OSError as exc:  # permissions, vanished files: still one line for the user
+        raise PoolError(f"cannot read pool {p} as {name}: {exc}") from exc
