@@ -338,8 +338,8 @@ def write_selection_json(
     """
     out = Path(out_dir)
     budget_list = sorted({int(b) for b in ([budgets] if isinstance(budgets, int) else budgets)})
-    for budget in budget_list:
-        ranking.selection(budget)  # SelectionError when the ranking cannot serve it
+    if budget_list and budget_list[-1] > len(ranking):
+        ranking.selection(budget_list[-1])  # SelectionError: the ranking is too short
     listed = []
     for f in files:
         p = Path(f)

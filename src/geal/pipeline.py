@@ -164,7 +164,8 @@ def run_selection(
             budgets,
             bank_manifest_hash=bank.manifest_hash(),
             pool=pool,
-            extra=info | {"files": [str(f) for f in files]},
+            extra=info,
+            files=files,
         )
     )
     journal.unlink(missing_ok=True)

@@ -1,0 +1,79 @@
+"""Shared helpers for the benchmarks: synthetic banks, memory and machine facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def clustered_patterns(
+    n_images: int,
+    per_image: int = 5,
+    dim: int = 384,
+    *,
+    concepts: int = 2000,
+    spread: float = 0.35,
+    seed: int = 0,
+    dtype: Any = np.float16,
+    chunk: int = 65536,
+) -> np.ndarray:
+    """Synthetic knowledge clusters shaped like a real bank.
+
+    Real patterns are not isotropic noise: images share visual concepts. Each image
+    draws its patterns from 1-3 of ``concepts`` random directions on the sphere, plus
+    Gaussian noise of relative size ``spread``. Isotropic noise would make every
+    pairwise distance equal (the worst case for any pruning, and unlike real features).
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((concepts, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n_images * per_image, dim), dtype=dtype)
+    for a in range(0, n_images, chunk):
+        b = min(a + chunk, n_images)
+        n = b - a
+        own = rng.integers(0, concepts, size=(n, 3))
+        which = rng.integers(0, 3, size=(n, per_image))
+        ids = np.take_along_axis(own, which, axis=1).reshape(-1)
+        x = centres[ids] + rng.standard_normal((n * per_image, dim)).astype(np.float32) * (
+            spread / np.sqrt(dim)
+        )
+        out[a * per_image : b * per_image] = x.astype(dtype)
+    return out
+
+
+def rss_mb() -> float:
+    """Current resident set size in MiB (Linux)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }

@@ -1,0 +1,381 @@
+"""Exact pruned coverage for large pools (CPU).
+
+Same state and the same draws as :class:`~geal.sampling._coverage.Coverage`, so the
+rankings are identical, but a pick only touches patterns whose distance can change.
+
+Patterns are split into G coarse groups (spherical k-means on a sample) and stored
+group by group. For a group with centre c, members p and a new query q (all vectors
+on the 2^-11 grid, so |p|^2, |q|^2 and <p, q> are exact), the triangle inequality gives
+
+    e(p, q) >= |e(q, c) - e(p, c)|      and      e(p, q) >= e(q, c) - r_c,
+
+with e the Euclidean distance and r_c the group's radius. Since the cosine distance is
+d(p, q) = 1 - <p, q> = 1 - (|p|^2 + |q|^2 - e(p, q)^2) / 2, each bound on e is a bound
+on d. A whole group is skipped when its bound is at least the largest current distance
+in it; inside a group, a pattern is skipped when its own bound is at least its current
+distance. Only the float error of e(q, c) and e(p, c) is approximate; a margin far above
+it keeps every skip safe, so no distance that would change is ever missed.
+
+The D^2 draw is made over images: image i carries the sum of its patterns' integer
+weights, and the first image whose running sum exceeds u is the image of the first
+pattern whose running sum exceeds u in the plain sampler (patterns of an image are
+contiguous). FDS takes the largest distance and, among equals, the lowest pattern index,
+as the plain sampler does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+from geal.errors import SelectionError
+from geal.sampling import _kernels as K
+from geal.sampling._coverage import INIT, quantize
+
+log = logging.getLogger(__name__)
+
+MARGIN = np.float32(1e-4)  # >> float32 error of the centre distances (~1e-6)
+IMG_BLOCK = 1024
+
+
+@njit(inline="always")
+def _bound(eqc: np.float32, epc: np.float32, psq: np.float32, qsq: np.float32) -> np.float32:
+    """Lower bound on the cosine distance from |e(q,c) - e(p,c)|, minus the safety margin."""
+    lb = eqc - epc
+    if lb < 0:
+        lb = -lb
+    return np.float32(1.0) - (psq + qsq - lb * lb) * np.float32(0.5) - MARGIN
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _update_groups(
+    groups: np.ndarray,  # int64 [g] groups to visit
+    goff: np.ndarray,  # int64 [G+1]
+    units: np.ndarray,  # uint16 [M, D], group order
+    psq: np.ndarray,  # float32 [M] |p|^2 (exact)
+    epc: np.ndarray,  # float32 [M] e(p, c_group)
+    perm: np.ndarray,  # int64 [M] group order -> canonical pattern index
+    d: np.ndarray,  # float32 [M] group order
+    q: np.ndarray,  # float32 [k, D]
+    qsq: np.ndarray,  # float32 [k]
+    eqc: np.ndarray,  # float32 [k, G]
+    gmax: np.ndarray,  # float32 [G]
+    garg: np.ndarray,  # int64 [G] canonical index of the first max
+    changed: np.ndarray,  # int64 [M] per group: positions changed (compact, from goff[g])
+    old: np.ndarray,  # float32 [M] previous distance of changed positions
+    nchanged: np.ndarray,  # int64 [G]
+) -> None:
+    dim = units.shape[1]
+    k = q.shape[0]
+    for gi in prange(groups.shape[0]):
+        g = groups[gi]
+        lo = goff[g]
+        hi = goff[g + 1]
+        buf = np.empty(dim, np.uint32)
+        row = buf.view(np.float32)
+        nc = 0
+        mx = np.float32(-2.0)
+        arg = np.int64(-1)
+        for r in range(lo, hi):
+            dr = d[r]
+            if dr >= 0:
+                need = False
+                for j in range(k):
+                    if _bound(eqc[j, g], epc[r], psq[r], qsq[j]) < dr:
+                        need = True
+                        break
+                if need:
+                    for i in range(dim):
+                        buf[i] = K._decode(units[r, i])
+                    best = dr
+                    for j in range(k):
+                        acc = np.float32(0.0)
+                        for i in range(dim):
+                            acc += row[i] * q[j, i]
+                        dist = np.float32(1.0) - acc
+                        if dist < 0:
+                            dist = np.float32(0.0)
+                        if dist < best:
+                            best = dist
+                    if best < dr:
+                        changed[lo + nc] = r
+                        old[lo + nc] = dr
+                        nc += 1
+                        d[r] = best
+                        dr = best
+            p = perm[r]
+            if dr > mx or (dr == mx and p < arg):
+                mx = dr
+                arg = p
+        nchanged[g] = nc
+        gmax[g] = mx
+        garg[g] = arg
+
+
+@njit(cache=True)
+def _apply_weights(
+    groups: np.ndarray,
+    goff: np.ndarray,
+    changed: np.ndarray,
+    old: np.ndarray,
+    nchanged: np.ndarray,
+    d: np.ndarray,
+    owner: np.ndarray,  # int64 [M] group order -> image
+    wimg: np.ndarray,  # int64 [N]
+    wblk: np.ndarray,  # int64 [N / IMG_BLOCK]
+    scale: np.float32,
+    img_block: int,
+) -> None:
+    for gi in range(groups.shape[0]):
+        g = groups[gi]
+        lo = goff[g]
+        for c in range(nchanged[g]):
+            r = changed[lo + c]
+            delta = K.weight(d[r], scale) - K.weight(old[lo + c], scale)
+            i = owner[r]
+            wimg[i] += delta
+            wblk[i // img_block] += delta
+
+
+@njit(cache=True)
+def _draw_image(wimg: np.ndarray, lo: int, hi: int, u: np.int64) -> int:
+    acc = np.int64(0)
+    for i in range(lo, hi):
+        acc += wimg[i]
+        if acc > u:
+            return i
+    return -1
+
+
+@njit(parallel=True, cache=True)
+def _recount(
+    goff: np.ndarray,
+    d: np.ndarray,
+    perm: np.ndarray,
+    owner: np.ndarray,
+    gmax: np.ndarray,
+    garg: np.ndarray,
+) -> None:
+    for g in prange(goff.shape[0] - 1):
+        mx = np.float32(-2.0)
+        arg = np.int64(-1)
+        for r in range(goff[g], goff[g + 1]):
+            dr = d[r]
+            p = perm[r]
+            if dr > mx or (dr == mx and p < arg):
+                mx = dr
+                arg = p
+        gmax[g] = mx
+        garg[g] = arg
+
+
+def _spherical_kmeans(x: np.ndarray, g: int, seed: int, iters: int = 10) -> np.ndarray:
+    """Coarse unit centres for grouping (quality only affects speed, never results)."""
+    t = torch.from_numpy(x)
+    gen = torch.Generator().manual_seed(seed)
+    c = t[torch.randperm(t.shape[0], generator=gen)[:g]].clone()
+    for _ in range(iters):
+        assign = (t @ c.T).argmax(1)
+        s = torch.zeros_like(c).index_add_(0, assign, t)
+        n = torch.bincount(assign, minlength=g).unsqueeze(1)
+        c = torch.where(n > 0, s, c)
+        c = c / c.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return c.numpy()
+
+
+class PrunedCoverage:
+    """Drop-in for :class:`Coverage` (cosine, CPU) that skips patterns that cannot change."""
+
+    def __init__(
+        self,
+        blocks: Iterable[np.ndarray],
+        counts: np.ndarray,
+        *,
+        groups: int | None = None,
+        chunk: int = 65536,
+        sample: int = 50_000,
+        seed: int = 0,
+    ):
+        self.counts = np.asarray(counts, dtype=np.int64)
+        n = self.counts.shape[0]
+        self.offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(self.counts, out=self.offsets[1:])
+        m = int(self.offsets[-1])
+        self.chunk = chunk
+        owner_c = np.repeat(np.arange(n, dtype=np.int64), self.counts)
+        # 1. quantise (canonical order), keeping only the grid copy
+        parts = [quantize(b)[0] for b in blocks]
+        units_c = np.concatenate(parts) if parts else np.zeros((0, 1), np.uint16)
+        del parts
+        if units_c.shape[0] != m:
+            raise ValueError("vector count does not match counts")
+        dim = units_c.shape[1]
+        g = groups or int(np.clip(round(np.sqrt(max(m, 1)) / 2), 1, 4096))
+        g = max(1, min(g, m))
+        rng = np.random.default_rng([seed, 0x67726F75])
+        pick = np.sort(rng.choice(m, size=min(sample, m), replace=False)) if m else np.zeros(0, np.int64)
+        centres = _spherical_kmeans(units_c[pick].view(np.float16).astype(np.float32), g, seed)
+        # 2. assign every pattern to its nearest centre, chunk by chunk
+        assign = np.empty(m, np.int64)
+        for a in range(0, m, chunk):
+            x = units_c[a : a + chunk].view(np.float16).astype(np.float32)
+            assign[a : a + chunk] = (x @ centres.T).argmax(1)
+        order = np.argsort(assign, kind="stable")
+        self.goff = np.zeros(g + 1, np.int64)
+        np.cumsum(np.bincount(assign, minlength=g), out=self.goff[1:])
+        self.perm = order.astype(np.int64)
+        self.inv = np.empty(m, np.int64)
+        self.inv[self.perm] = np.arange(m, dtype=np.int64)
+        # 3. group-ordered copy (in place of the canonical one) and per-pattern bounds
+        self.units = units_c[self.perm]
+        del units_c
+        self.owner = owner_c[self.perm]
+        self.owner_c = owner_c
+        self.psq = np.empty(m, np.float32)
+        self.epc = np.empty(m, np.float32)
+        # centre distances in float64: no cancellation error worth the name (see MARGIN)
+        c64 = centres.astype(np.float64)
+        csq = (c64**2).sum(1)
+        gof = assign[self.perm]
+        for a in range(0, m, chunk):
+            x = self.units[a : a + chunk].view(np.float16).astype(np.float64)
+            sq = (x * x).sum(1)
+            dot = np.einsum("ij,ij->i", x, c64[gof[a : a + chunk]])
+            self.psq[a : a + chunk] = sq.astype(np.float32)  # exact: grid squares
+            self.epc[a : a + chunk] = np.sqrt(np.maximum(sq + csq[gof[a : a + chunk]] - 2 * dot, 0))
+        self.centres = c64
+        self.csq = csq
+        self.g = g
+        self.scale = np.float32(K.WSCALE)
+        self.picked = np.zeros(n, dtype=bool)
+        self.d = np.full(m, INIT, np.float32)
+        self.gmax = np.zeros(g, np.float32)
+        self.garg = np.zeros(g, np.int64)
+        self.changed = np.zeros(m, np.int64)
+        self.old = np.zeros(m, np.float32)
+        self.nchanged = np.zeros(g, np.int64)
+        self.wimg = np.zeros(n, np.int64)
+        self.wblk = np.zeros((n + IMG_BLOCK - 1) // IMG_BLOCK, np.int64)
+        self._recount_all()
+        self.visited = 0  # patterns of visited groups, for the benchmark
+
+    # --- shared interface ---------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def selectable(self) -> np.ndarray:
+        return (self.counts > 0) & ~self.picked
+
+    def distances(self) -> np.ndarray:
+        out = np.empty_like(self.d)
+        out[self.perm] = self.d
+        return out
+
+    def radius(self) -> float:
+        return max(float(self.gmax.max()) if self.g else 0.0, 0.0)
+
+    def total_weight(self) -> int:
+        return int(self.wblk.sum())
+
+    def farthest(self) -> int:
+        top = self.gmax.max()
+        if top < 0:
+            raise SelectionError("every image with patterns is already picked")
+        p = int(self.garg[self.gmax == top].min())
+        return int(self.owner_c[p])
+
+    def draw(self, rng: np.random.Generator) -> int:
+        total = self.total_weight()
+        if total <= 0:
+            left = np.flatnonzero(self.selectable)
+            if left.size == 0:
+                raise SelectionError("every image with patterns is already picked")
+            return int(left[rng.integers(left.size)])
+        u = np.int64(rng.integers(total))
+        cum = np.cumsum(self.wblk)
+        b = int(np.searchsorted(cum, u, side="right"))
+        before = int(cum[b - 1]) if b > 0 else 0
+        lo = b * IMG_BLOCK
+        return int(_draw_image(self.wimg, lo, min(lo + IMG_BLOCK, self.n), np.int64(u - before)))
+
+    def add(self, images: Sequence[int]) -> None:
+        images = [int(i) for i in images]
+        if not images:
+            return
+        for i in images:
+            if self.counts[i] == 0:
+                raise SelectionError(f"image {i} has no patterns (unreadable) and cannot be picked")
+        rows_c = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in images])
+        rows = self.inv[rows_c]
+        q = self.units[rows].view(np.float16).astype(np.float32)
+        self.picked[images] = True
+        if len(rows) > 16:
+            self._add_many(q, rows)
+            return
+        qsq = (q * q).sum(1, dtype=np.float32)
+        q64 = q.astype(np.float64)
+        dot = q64 @ self.centres.T
+        eqc64 = np.sqrt(np.maximum((q64 * q64).sum(1)[:, None] + self.csq[None, :] - 2 * dot, 0))
+        eqc = eqc64.astype(np.float32)
+        # remove the picked patterns first; their groups must recount their maximum
+        own = np.unique(np.searchsorted(self.goff, rows, side="right") - 1)
+        for i in images:
+            w = self.wimg[i]
+            self.wimg[i] = 0
+            self.wblk[i // IMG_BLOCK] -= w
+        self.d[rows] = -1.0
+        # 2. group-level bound: min over q of the distance bound to any member
+        rad = self._radius_of_groups()
+        lb = np.maximum(eqc64 - rad[None, :], 0)
+        dlb = (1.0 - (self._sqmax[None, :] + qsq[:, None] - lb * lb) * 0.5).min(0) - MARGIN
+        visit = np.flatnonzero(dlb < self.gmax)
+        visit = np.union1d(visit, own).astype(np.int64)
+        self.visited += int((self.goff[visit + 1] - self.goff[visit]).sum())
+        _update_groups(
+            visit, self.goff, self.units, self.psq, self.epc, self.perm, self.d, q, qsq, eqc,
+            self.gmax, self.garg, self.changed, self.old, self.nchanged,
+        )  # fmt: skip
+        _apply_weights(
+            visit, self.goff, self.changed, self.old, self.nchanged, self.d, self.owner,
+            self.wimg, self.wblk, self.scale, IMG_BLOCK,
+        )  # fmt: skip
+
+    # --- helpers ------------------------------------------------------------------------
+    def _radius_of_groups(self) -> np.ndarray:
+        if not hasattr(self, "_rad"):
+            rad = np.zeros(self.g, np.float64)
+            sqmax = np.zeros(self.g, np.float64)
+            for g in range(self.g):
+                a, b = self.goff[g], self.goff[g + 1]
+                if b > a:
+                    rad[g] = self.epc[a:b].max()
+                    sqmax[g] = self.psq[a:b].max()
+            self._rad = rad
+            self._sqmax = sqmax
+        return self._rad
+
+    def _add_many(self, q: np.ndarray, rows: np.ndarray) -> None:
+        m = self.units.shape[0]
+        for a in range(0, m, self.chunk):
+            x = self.units[a : a + self.chunk].view(np.float16).astype(np.float32)
+            new = np.maximum(np.float32(1.0) - x @ q.T, 0).astype(np.float32).min(1)
+            cur = self.d[a : a + self.chunk]
+            np.minimum(cur, new, out=cur, where=cur >= 0)
+        self.d[rows] = -1.0
+        self._recount_all()
+
+    def _recount_all(self) -> None:
+        _recount(self.goff, self.d, self.perm, self.owner, self.gmax, self.garg)
+        w = np.zeros(self.d.shape[0], np.int64)
+        pos = self.d > 0
+        di = np.rint(self.d[pos].astype(np.float64) * float(self.scale)).astype(np.int64)
+        w[pos] = (di * di) >> K.WSHIFT
+        self.wimg[:] = 0
+        np.add.at(self.wimg, self.owner, w)
+        self.wblk[:] = np.add.reduceat(self.wimg, np.arange(0, self.n, IMG_BLOCK)) if self.n else 0
