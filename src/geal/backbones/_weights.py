@@ -190,8 +190,13 @@ def load_weights_file(path: str | Path) -> StateDict:
             return unwrap_checkpoint(load_file(str(path), device="cpu"), str(path))
         except Exception as exc:
             raise WeightsError(f"cannot read {path} as safetensors: {_first_line(exc)}") from exc
+    allow = (
+        torch.serialization.safe_globals([argparse.Namespace])
+        if hasattr(torch.serialization, "safe_globals")  # torch >= 2.5
+        else contextlib.nullcontext()
+    )
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with allow:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsError(

@@ -120,7 +120,8 @@ def _last_block_cls(
     """
     attn = block.attn
     batch, length, _ = x.shape
-    heads, head_dim, width = attn.num_heads, attn.head_dim, attn.attn_dim
+    heads, head_dim = attn.num_heads, attn.head_dim
+    width = heads * head_dim
     h = block.norm1(x)
     qkv = attn.qkv(h).reshape(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
     q, k = attn.q_norm(qkv[0][:, :, :1]), attn.k_norm(qkv[1])
@@ -150,7 +151,8 @@ def _finish_cls_row(
 ) -> torch.Tensor:
     """The rest of a timm Block for one CLS row: attention output -> residual -> MLP -> residual."""
     attn = block.attn
-    out = attn.norm(mixed)
+    # Older timm releases have neither the scale norm nor the gate.
+    out = attn.norm(mixed) if getattr(attn, "norm", None) is not None else mixed
     if getattr(attn, "gate", None) is not None:
         out = out * attn.gate(h_cls).sigmoid()
     cls = x_cls + block.ls1(attn.proj(out))
