@@ -149,7 +149,9 @@ class PatternBank:
     def global_features(self, dtype: Any = np.float32) -> np.ndarray:
         """One feature per image ``[N, D]``: the model's global token, else the pattern mean."""
         if self.has_global:
-            return np.concatenate([s.global_ for s in self.shards]).astype(dtype)  # type: ignore[misc]
+            return np.concatenate([s.global_ for s in self.shards if s.global_ is not None]).astype(
+                dtype
+            )
         out = np.zeros((self.n, self.dim), dtype=np.float64)
         owner = self.owner
         for start, block in self.iter_blocks():

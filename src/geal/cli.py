@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
+        # also accepted after the command; SUPPRESS keeps the top-level value otherwise
+        p.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+        )
+        p.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
+        )
         p.add_argument(
             "--seed", type=int, default=0, help="seed of every random choice (default 0)"
         )
@@ -192,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", help="pool format when --pool is given")
     p.add_argument("--name", default="geal", help="name used in split file names")
     p.add_argument("--out", default=None, help="where to write (default: the selection directory)")
+    p.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+    )
 
     p = sub.add_parser(
         "run",

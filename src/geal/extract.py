@@ -57,7 +57,7 @@ class ExtractSummary:
         )
 
 
-class _PoolImages(Dataset):  # type: ignore[type-arg]
+class _PoolImages(Dataset[tuple[int, torch.Tensor | None, str | None]]):
     """Decodes and preprocesses pool images; failures come back as messages, not errors."""
 
     def __init__(self, pool: Pool, preprocess: Any):

@@ -262,12 +262,9 @@ class Coverage:
             return int(left[rng.integers(left.size)])
         u = np.int64(rng.integers(total))
         if self._gpu:
-            cum = torch.cumsum(self._t_weights(), 0)
-            p = int(
-                torch.searchsorted(
-                    cum, torch.tensor([int(u)], device=self.device), right=True
-                ).item()
-            )
+            tcum = torch.cumsum(self._t_weights(), 0)
+            at = torch.tensor([int(u)], device=self.device)
+            p = int(torch.searchsorted(tcum, at, right=True).item())
         else:
             cum = np.cumsum(self.blk_sum)
             b = int(np.searchsorted(cum, u, side="right"))

@@ -213,11 +213,14 @@ class PrunedCoverage:
         del parts
         if units_c.shape[0] != m:
             raise ValueError("vector count does not match counts")
-        dim = units_c.shape[1]
         g = groups or int(np.clip(round(np.sqrt(max(m, 1)) / 2), 1, 4096))
         g = max(1, min(g, m))
         rng = np.random.default_rng([seed, 0x67726F75])
-        pick = np.sort(rng.choice(m, size=min(sample, m), replace=False)) if m else np.zeros(0, np.int64)
+        pick = (
+            np.sort(rng.choice(m, size=min(sample, m), replace=False))
+            if m
+            else np.zeros(0, np.int64)
+        )
         centres = _spherical_kmeans(units_c[pick].view(np.float16).astype(np.float32), g, seed)
         # 2. assign every pattern to its nearest centre, chunk by chunk
         assign = np.empty(m, np.int64)
