@@ -277,10 +277,6 @@ def cmd_extract(a: argparse.Namespace) -> int:
     return 0
 
 
-def _selection_device(device: str) -> str:
-    return device
-
-
 def cmd_select(a: argparse.Namespace) -> int:
     from geal.bank import PatternBank
     from geal.pipeline import parse_budgets, pool_of_bank, read_labeled, run_selection
@@ -300,9 +296,10 @@ def cmd_select(a: argparse.Namespace) -> int:
         distance=a.distance,
         to=_to_list(a.to),
         name=a.name,
-        device=_selection_device(a.device),
+        device=a.device,
         chunk=a.chunk,
         progress=False if a.quiet else None,
+        extra={"bank": str(Path(a.bank).resolve())},
     )
     print(
         f"selected {max(budgets)} of {bank.n} images with {a.strategy} in {res.seconds:.1f} s -> {a.out}"
