@@ -140,7 +140,11 @@ def _create(
         with _weights.hub_errors(spec, cfg):
             return timm.create_model(spec.timm_name, pretrained=True, **kwargs)
     try:
-        return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
+        # "random" weights are a fixed draw (seed 0) so that banks made with them are
+        # reproducible across processes, e.g. when an interrupted extraction resumes
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return timm.create_model(spec.timm_name, pretrained=False, **kwargs)
     except Exception as exc:
         raise GealError(f"cannot build model {spec.name!r}: {_weights._first_line(exc)}") from exc
 

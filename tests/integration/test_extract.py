@@ -1,0 +1,128 @@
+"""Extraction end to end on generated images with a random-weight tiny ViT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes import make_folder_pool
+
+from geal.backbones import create_backbone
+from geal.bank import PatternBank, read_shard, shard_name
+from geal.extract import extract
+from geal.pools import open_pool
+
+MODEL = "test_vit"
+
+
+def _banks_equal(a: Path, b: Path) -> None:
+    ba, bb = PatternBank.open(a), PatternBank.open(b)
+    assert ba.n == bb.n
+    assert ba.manifest["options"] == bb.manifest["options"]
+    assert ba.manifest["n_shards"] == bb.manifest["n_shards"]
+    for k in range(ba.manifest["n_shards"]):
+        sa, sb = read_shard(a / shard_name(k)), read_shard(b / shard_name(k))
+        assert np.array_equal(sa.counts, sb.counts)
+        assert sa.patterns.dtype == sb.patterns.dtype
+        assert np.array_equal(sa.patterns.view(np.uint8), sb.patterns.view(np.uint8))
+        assert np.array_equal(sa.global_.view(np.uint8), sb.global_.view(np.uint8))  # type: ignore[union-attr]
+        assert sa.failed == sb.failed
+
+
+@pytest.fixture(scope="module")
+def pool_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pool")
+    make_folder_pool(root, 45)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def backbone():  # type: ignore[no-untyped-def]
+    return create_backbone(MODEL, "random", "cpu", image_size=64)
+
+
+def test_bank_identical_for_batch_sizes_and_workers(
+    pool_dir: Path, backbone, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    pool = open_pool(pool_dir)
+    ref = None
+    for batch, workers in [(1, 0), (7, 0), (32, 0), (7, 2)]:
+        out = tmp_path / f"b{batch}w{workers}"
+        bank, summary = extract(
+            pool, out, backbone=backbone, batch_size=batch, workers=workers, shard_size=16,
+            precision="fp32", progress=False,
+        )  # fmt: skip
+        assert summary.failed == 1 and summary.images == 46
+        assert bank.counts[pool.index_of("broken.jpg")] == 0
+        assert 1 <= bank.counts.max() <= 5
+        if ref is None:
+            ref = out
+        else:
+            _banks_equal(ref, out)
+
+
+def test_bf16_bank_is_batch_independent_too(pool_dir: Path, backbone, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pool = open_pool(pool_dir)
+    for batch in (5, 16):
+        extract(pool, tmp_path / f"b{batch}", backbone=backbone, batch_size=batch, workers=0,
+                precision="bf16", progress=False)  # fmt: skip
+    _banks_equal(tmp_path / "b5", tmp_path / "b16")
+
+
+def test_reuse_and_mismatch(pool_dir: Path, backbone, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from geal.errors import BankError
+
+    pool = open_pool(pool_dir)
+    out = tmp_path / "bank"
+    _, first = extract(pool, out, backbone=backbone, workers=0, precision="fp32", progress=False)
+    _, second = extract(pool, out, backbone=backbone, workers=0, precision="fp32", progress=False)
+    assert first.extracted == 46 and second.extracted == 0
+    with pytest.raises(BankError, match="clusters"):
+        extract(
+            pool, out, backbone=backbone, clusters=3, workers=0, precision="fp32", progress=False
+        )
+
+
+def _cli(*args: str, env: dict[str, str]) -> list[str]:
+    return [sys.executable, "-m", "geal.cli", *args]
+
+
+def test_killed_extraction_resumes_to_the_same_bank(pool_dir: Path, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    common = ["extract", str(pool_dir), "--model", MODEL, "--weights", "random", "--image-size", "64",
+              "--precision", "fp32", "--shard-size", "4", "--batch-size", "2", "--workers", "0", "-q"]  # fmt: skip
+    ref = tmp_path / "ref"
+    subprocess.run(
+        [sys.executable, "-m", "geal.cli", *common, "--out", str(ref)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "geal.cli", *common, "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("shard-*.safetensors"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(out.glob("shard-*.safetensors"))
+    assert 3 <= len(done) < 12, "the run must be killed midway"
+    before = {p.name: p.stat().st_mtime_ns for p in done}
+    res = subprocess.run([sys.executable, "-m", "geal.cli", *common, "--out", str(out), "-v"], env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert "shards reused" in res.stdout
+    for name, mtime in before.items():  # finished shards were not re-extracted
+        assert (out / name).stat().st_mtime_ns == mtime
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*tmp"))
+    _banks_equal(ref, out)
