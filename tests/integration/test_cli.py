@@ -1,0 +1,224 @@
+"""The CLI end to end on generated pools: every command, every split format, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes import make_coco, make_folder_pool, make_voc_devkit
+
+from geal.cli import main
+from geal.pools import open_pool
+
+TINY = ["--model", "test_vit", "--weights", "random", "--image-size", "64", "--workers", "0", "-q"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEAL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def fails_cleanly(
+    capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str, notes: int = 0
+) -> str:
+    """Run the CLI expecting exit 2, one error line on stderr (after ``notes`` info lines)."""
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()][notes:]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("geal: error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_run_on_voc_writes_official_split_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = make_voc_devkit(tmp_path / "data", n_per_year=6)
+    out = tmp_path / "sel"
+    code = main(
+        ["run", str(fake.path), "--budgets", "3,5", "--to", "voc,indices", "--out", str(out), *TINY]
+    )
+    assert code == 0, capsys.readouterr().err
+    ranking = list(csv.DictReader(open(out / "ranking.csv")))
+    assert len(ranking) == 5
+    picked = [r["id"] for r in ranking]
+    # every budget's split files, per year, readable by the VOC reader with that split
+    for budget in (3, 5):
+        got: list[str] = []
+        for year in ("2007", "2012"):
+            f = out / f"VOC{year}" / "ImageSets" / "Main" / f"trainval_geal_{budget}.txt"
+            if f.exists():
+                target = fake.path / f"VOC{year}" / "ImageSets" / "Main" / f.name
+                target.write_text(f.read_text())
+                got += [f"{year}/{line}" for line in f.read_text().split()]
+        assert sorted(got) == sorted(picked[:budget])
+        assert sorted(open_pool(fake.path, "voc", split=f"trainval_geal_{budget}").ids) == sorted(
+            picked[:budget]
+        )
+    sel = json.loads((out / "selection.json").read_text())
+    assert sel["strategy"] == "prob" and sel["budgets"] == [3, 5] and sel["nested"]
+    assert len(sel["bank_manifest_hash"]) == 64
+
+
+def test_extract_select_export_on_coco(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = make_coco(tmp_path / "coco", 12)
+    ann = fake.path / "annotations" / "instances_train2017.json"
+    bank = tmp_path / "bank"
+    assert main(["extract", str(ann), "--out", str(bank), *TINY]) == 0
+    assert "12 images" in capsys.readouterr().out
+    out = tmp_path / "sel"
+    assert (
+        main(["select", str(bank), "--budget", "4", "--strategy", "fds", "--out", str(out), "-q"])
+        == 0
+    )
+    assert main(["export", str(out), "--to", "coco"]) == 0
+    subset = json.loads((out / "instances_geal_4.json").read_text())
+    ids = [r["id"] for r in csv.DictReader(open(out / "ranking.csv"))]
+    assert sorted(str(im["id"]) for im in subset["images"]) == sorted(ids)
+    assert {a["image_id"] for a in subset["annotations"]} == {im["id"] for im in subset["images"]}
+    assert subset["categories"] == fake.extra["json"]["categories"]
+
+
+def test_labeled_images_are_never_picked(tmp_path: Path) -> None:
+    fake = make_folder_pool(tmp_path / "pool", 20)
+    labeled = tmp_path / "labeled.txt"
+    labeled.write_text("\n".join(fake.ids[:5]) + "\n")
+    out = tmp_path / "sel"
+    assert (
+        main(
+            [
+                "run",
+                str(fake.path),
+                "--budget",
+                "15",
+                "--labeled",
+                str(labeled),
+                "--out",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    ids = [r["id"] for r in csv.DictReader(open(out / "ranking.csv"))]
+    assert len(ids) == 15 and not set(ids) & set(fake.ids[:5])
+
+
+def test_run_reuses_the_cached_bank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = make_folder_pool(tmp_path / "pool", 10)
+    args = ["run", str(fake.path), "--budget", "3", "--out", str(tmp_path / "a"), *TINY]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    args[args.index("--out") + 1] = str(tmp_path / "b")
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    assert "shards reused" not in first and "1 shards reused" in second
+    a = [r["id"] for r in csv.DictReader(open(tmp_path / "a" / "ranking.csv"))]
+    b = [r["id"] for r in csv.DictReader(open(tmp_path / "b" / "ranking.csv"))]
+    assert a == b
+
+
+def test_truncated_images_are_skipped_listed_and_the_run_continues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = make_folder_pool(tmp_path / "pool", 8)
+    good = fake.path / "big.jpg"
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(good, quality=95)
+    (fake.path / "cut.jpg").write_bytes(good.read_bytes()[:300])  # truncated JPEG
+    (fake.path / "junk.png").write_bytes(b"not a png")
+    out = tmp_path / "sel"
+    assert main(["run", str(fake.path), "--budget", "9", "--out", str(out), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 unreadable images" in err and "cut.jpg" in err and "junk.png" in err
+    ids = {r["id"] for r in csv.DictReader(open(out / "ranking.csv"))}
+    assert not ids & {"cut.jpg", "junk.png"}
+    bank = json.loads((out / "selection.json").read_text())["bank"]
+    failed = json.loads((Path(bank) / "failed.json").read_text())
+    assert sorted(f["id"] for f in failed) == ["cut.jpg", "junk.png"]
+    # budget beyond the readable images is refused clearly
+    fails_cleanly(
+        capsys,
+        ["run", str(fake.path), "--budget", "10", "--out", str(out), *TINY],
+        "larger than",
+        notes=1,
+    )
+
+
+def test_bad_input_gives_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "o")
+    fails_cleanly(
+        capsys,
+        ["run", str(tmp_path / "missing"), "--budget", "1", "--out", out, *TINY],
+        "does not exist",
+    )
+    (tmp_path / "empty").mkdir()
+    fails_cleanly(capsys, ["run", str(tmp_path / "empty"), "--budget", "1", "--out", out, *TINY])
+    fake = make_folder_pool(tmp_path / "pool", 4)
+    pool = fake.path
+    fails_cleanly(
+        capsys, ["run", str(pool), "--format", "nope", "--budget", "1", "--out", out, *TINY], "nope"
+    )
+    fails_cleanly(
+        capsys, ["run", str(pool), "--budget", "5", "--out", out, *TINY], "larger than the pool"
+    )
+    fails_cleanly(
+        capsys,
+        ["run", str(pool), "--budget", "2", "--strategy", "nope", "--out", out, *TINY],
+        "nope",
+    )
+    fails_cleanly(
+        capsys, ["run", str(pool), "--budget", "2", "--to", "nope", "--out", out, *TINY], "nope"
+    )
+    fails_cleanly(
+        capsys, ["run", str(pool), "--budget", "2", "--model", "no_such_model", "--out", out, "-q"]
+    )
+    lst = tmp_path / "dups.txt"
+    lst.write_text(f"{pool}/{fake.ids[0]}\n{pool}/{fake.ids[0]}\n")
+    fails_cleanly(capsys, ["run", str(lst), "--budget", "1", "--out", out, *TINY], "duplicate")
+    bad = tmp_path / "coco" / "annotations"
+    bad.mkdir(parents=True)
+    (bad / "instances_train.json").write_text('{"images": [')
+    fails_cleanly(
+        capsys,
+        ["run", str(bad / "instances_train.json"), "--budget", "1", "--out", out, *TINY],
+        "instances_train.json",
+    )
+    fails_cleanly(
+        capsys,
+        ["select", str(tmp_path / "nobank"), "--budget", "1", "--out", out],
+        "not a pattern bank",
+    )
+
+
+def test_missing_weights_offline_say_how_to_supply_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    pool = make_folder_pool(tmp_path / "pool", 3).path
+    fails_cleanly(capsys, ["extract", str(pool), "--out", str(tmp_path / "b"), "-q"], "--weights")
+
+
+def test_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in ([], ["extract"], ["select"], ["export"], ["run"], ["demo"]):
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--help"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        assert "usage: geal" in text
+        # every option has a help string (argparse prints nothing after a bare option)
+        for line in text.splitlines():
+            s = line.strip()
+            if s.startswith("--") and "  " not in s and not s.endswith(","):
+                nxt = text.splitlines()[text.splitlines().index(line) + 1].strip()
+                assert nxt and not nxt.startswith("-"), f"option without help: {s}"
