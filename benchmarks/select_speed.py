@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clustered_patterns, machine, peak_rss_mb, rss_mb  # noqa: E402
+from _common import clustered_patterns, machine, peak_rss_mb, rss_mb
 
 
 def write_bank(root: Path, n: int, k: int, dim: int) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import make_coco, make_folder_pool, make_voc_devkit
 
+from fakes import make_coco, make_folder_pool, make_voc_devkit
 from geal.cli import main
 from geal.pools import open_pool
 
@@ -19,6 +19,11 @@ TINY = ["--model", "test_vit", "--weights", "random", "--image-size", "64", "--w
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEAL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def fails_cleanly(
@@ -46,7 +51,7 @@ def test_run_on_voc_writes_official_split_files(
         ["run", str(fake.path), "--budgets", "3,5", "--to", "voc,indices", "--out", str(out), *TINY]
     )
     assert code == 0, capsys.readouterr().err
-    ranking = list(csv.DictReader(open(out / "ranking.csv")))
+    ranking = list(rows(out / "ranking.csv"))
     assert len(ranking) == 5
     picked = [r["id"] for r in ranking]
     # every budget's split files, per year, readable by the VOC reader with that split
@@ -80,7 +85,7 @@ def test_extract_select_export_on_coco(tmp_path: Path, capsys: pytest.CaptureFix
     )
     assert main(["export", str(out), "--to", "coco"]) == 0
     subset = json.loads((out / "instances_geal_4.json").read_text())
-    ids = [r["id"] for r in csv.DictReader(open(out / "ranking.csv"))]
+    ids = [r["id"] for r in rows(out / "ranking.csv")]
     assert sorted(str(im["id"]) for im in subset["images"]) == sorted(ids)
     assert {a["image_id"] for a in subset["annotations"]} == {im["id"] for im in subset["images"]}
     assert subset["categories"] == fake.extra["json"]["categories"]
@@ -107,7 +112,7 @@ def test_labeled_images_are_never_picked(tmp_path: Path) -> None:
         )
         == 0
     )
-    ids = [r["id"] for r in csv.DictReader(open(out / "ranking.csv"))]
+    ids = [r["id"] for r in rows(out / "ranking.csv")]
     assert len(ids) == 15 and not set(ids) & set(fake.ids[:5])
 
 
@@ -120,8 +125,8 @@ def test_run_reuses_the_cached_bank(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(args) == 0
     second = capsys.readouterr().out
     assert "shards reused" not in first and "1 shards reused" in second
-    a = [r["id"] for r in csv.DictReader(open(tmp_path / "a" / "ranking.csv"))]
-    b = [r["id"] for r in csv.DictReader(open(tmp_path / "b" / "ranking.csv"))]
+    a = [r["id"] for r in rows(tmp_path / "a" / "ranking.csv")]
+    b = [r["id"] for r in rows(tmp_path / "b" / "ranking.csv")]
     assert a == b
 
 
@@ -139,7 +144,7 @@ def test_truncated_images_are_skipped_listed_and_the_run_continues(
     assert main(["run", str(fake.path), "--budget", "9", "--out", str(out), *TINY]) == 0
     err = capsys.readouterr().err
     assert "skipped 2 unreadable images" in err and "cut.jpg" in err and "junk.png" in err
-    ids = {r["id"] for r in csv.DictReader(open(out / "ranking.csv"))}
+    ids = {r["id"] for r in rows(out / "ranking.csv")}
     assert not ids & {"cut.jpg", "junk.png"}
     bank = json.loads((out / "selection.json").read_text())["bank"]
     failed = json.loads((Path(bank) / "failed.json").read_text())

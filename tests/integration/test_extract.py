@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import make_folder_pool
 
+from fakes import make_folder_pool
 from geal.backbones import create_backbone
 from geal.bank import PatternBank, read_shard, shard_name
 from geal.extract import extract
