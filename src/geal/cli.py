@@ -251,6 +251,7 @@ def _extract_kwargs(a: argparse.Namespace) -> dict[str, Any]:
         "dtype": a.dtype,
         "shard_size": a.shard_size,
         "overwrite": a.overwrite,
+        "engine": a.engine,
         "progress": False if a.quiet else None,
     }
 

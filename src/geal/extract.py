@@ -143,6 +143,7 @@ def extract(
     overwrite: bool = False,
     progress: bool | None = None,
     backbone: Any = None,
+    engine: str = "local",
 ) -> tuple[PatternBank, ExtractSummary]:
     """Extract the knowledge clusters of every image of ``pool`` into a bank at ``out``.
 
@@ -165,9 +166,14 @@ def extract(
         dtype: storage dtype of patterns, ``float16`` (half the disk) or ``float32``.
         shard_size: images per shard file (the unit of resuming).
         progress: show a progress bar (default: when stderr is a terminal).
+        engine: ``local`` (DataLoader workers + one model in this process) or ``ray``
+            (Ray Data: decoding tasks and an actor pool of the backbone, one per GPU or
+            a CPU pool; local Ray by default, a cluster through ``RAY_ADDRESS``).
     """
     from geal.backbones import create_backbone
 
+    if engine not in ("local", "ray"):
+        raise GealError(f"unknown --engine {engine!r}; use local or ray")
     if dtype not in DTYPES:
         raise GealError(f"unknown --dtype {dtype!r}; use float16 or float32")
     if clusters < 1:
@@ -210,8 +216,15 @@ def extract(
     ranges = [writer.shard_range(k) for k in missing]
     todo = sum(b - a for a, b in ranges)
 
-    if todo:
-        _run(pool, backbone, writer, missing, ranges, options, batch_size, workers, prec, progress)
+    if todo and engine == "ray":
+        from geal.engines.ray import run_ray
+
+        spec = {"model": model, "weights": weights, "image_size": image_size, "stage": stage}
+        run_ray(
+            pool, backbone, spec, writer, missing, ranges, options, batch_size, progress, device
+        )
+    elif todo:
+        _run(pool, backbone, writer, missing, ranges, options, batch_size, workers, progress)
     bank = writer.finish()
     seconds = time.perf_counter() - t0
     summary = ExtractSummary(
@@ -227,6 +240,86 @@ def extract(
     return bank, summary
 
 
+class ShardAssembler:
+    """Collects per-image results in any order and writes each shard once it is complete."""
+
+    def __init__(self, writer: BankWriter, missing: list[int], dim: int, dtype: str):
+        self.writer = writer
+        self.size = writer.shard_size
+        self.ranges = {k: writer.shard_range(k) for k in missing}
+        self.dim = dim
+        self.np_dtype = DTYPES[dtype]
+        self.pending: dict[int, dict[str, Any]] = {}
+
+    def _slot(self, i: int) -> dict[str, Any]:
+        k = i // self.size
+        if k not in self.pending:
+            a, b = self.ranges[k]
+            self.pending[k] = {
+                "left": b - a,
+                "patterns": [None] * (b - a),
+                "global": [None] * (b - a),
+                "failed": [],
+            }
+        return self.pending[k]
+
+    def _done(self, i: int) -> None:
+        k = i // self.size
+        acc = self.pending[k]
+        acc["left"] -= 1
+        if acc["left"] == 0:
+            self._flush(k, self.pending.pop(k))
+
+    def failed(self, pool: Pool, i: int, reason: str) -> None:
+        item = pool[i]
+        log.warning("skipping unreadable image %s: %s", item.path or item.id, reason)
+        self._slot(i)["failed"].append(
+            {"index": i, "id": item.id, "path": item.path, "reason": reason}
+        )
+        self._done(i)
+
+    def add(self, i: int, patterns: np.ndarray, global_: np.ndarray) -> None:
+        acc = self._slot(i)
+        j = i - self.ranges[i // self.size][0]
+        acc["patterns"][j] = patterns.astype(self.np_dtype)
+        acc["global"][j] = global_.astype(self.np_dtype)
+        self._done(i)
+
+    def _flush(self, k: int, acc: dict[str, Any]) -> None:
+        empty = np.zeros((0, self.dim), dtype=self.np_dtype)
+        zero = np.zeros(self.dim, dtype=self.np_dtype)
+        pats = [p if p is not None else empty for p in acc["patterns"]]
+        counts = np.array([p.shape[0] for p in pats], dtype=np.int32)
+        patterns = np.concatenate(pats) if pats else empty
+        glob = np.stack([g if g is not None else zero for g in acc["global"]])
+        failed = sorted(acc["failed"], key=lambda f: f["index"])
+        self.writer.write(k, counts, patterns, glob, failed)
+
+
+def encode_batch(
+    backbone: Any, images: torch.Tensor, indices: list[int], options: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One forward pass + knowledge clusters: ``(centers[B,K,D], counts[B], global[B,D])``."""
+    dev = next(iter(backbone.parameters())).device
+    autocast = torch.autocast(
+        dev.type, dtype=torch.bfloat16, enabled=options["precision"] == "bf16"
+    )
+    with torch.inference_mode(), autocast:
+        out = backbone(images.to(dev, non_blocking=True))
+    with torch.inference_mode():
+        cl = knowledge_clusters(
+            out.tokens.float(),
+            out.saliency.float(),
+            indices,
+            threshold=options["threshold"],
+            clusters=options["clusters"],
+            seed=options["seed"],
+            max_iter=options["max_iter"],
+            tol=options["tol"],
+        )
+    return cl.centers.cpu().numpy(), cl.counts.cpu().numpy(), out.global_.float().cpu().numpy()
+
+
 def _run(
     pool: Pool,
     backbone: Any,
@@ -236,13 +329,11 @@ def _run(
     options: dict[str, Any],
     batch_size: int,
     workers: int | None,
-    precision: str,
     progress: bool | None,
 ) -> None:
     from tqdm.auto import tqdm
 
     dev = next(iter(backbone.parameters())).device
-    np_dtype = DTYPES[options["dtype"]]
     workers = default_workers() if workers is None else workers
     loader = DataLoader(
         _PoolImages(pool, backbone.preprocess),
@@ -252,73 +343,19 @@ def _run(
         pin_memory=dev.type == "cuda",
         prefetch_factor=4 if workers > 0 else None,
     )
-    # per-shard accumulators, filled in any order, written when complete
-    pending: dict[int, dict[str, Any]] = {}
-    shard_of = {k: r for k, r in zip(missing, ranges, strict=True)}
-    size = writer.shard_size
-
-    def slot(i: int) -> dict[str, Any]:
-        k = i // size
-        if k not in pending:
-            a, b = shard_of[k]
-            pending[k] = {
-                "left": b - a,
-                "patterns": [None] * (b - a),
-                "global": [None] * (b - a),
-                "failed": [],
-            }
-        return pending[k]
-
-    def done(i: int) -> None:
-        k = i // size
-        acc = pending[k]
-        acc["left"] -= 1
-        if acc["left"] == 0:
-            _flush(writer, k, pending.pop(k), backbone.dim, np_dtype)
-
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    show = progress if progress is not None else None
+    shards = ShardAssembler(writer, missing, backbone.dim, options["dtype"])
     total = sum(b - a for a, b in ranges)
-    with tqdm(total=total, unit="img", disable=not show if show is not None else None) as bar:
+    with tqdm(total=total, unit="img", disable=_quiet(progress)) as bar:
         for indices, images, bad in loader:
             for i, err in bad:
-                item = pool[i]
-                log.warning("skipping unreadable image %s: %s", item.path or item.id, err)
-                slot(i)["failed"].append(
-                    {"index": i, "id": item.id, "path": item.path, "reason": err}
-                )
-                done(i)
+                shards.failed(pool, i, err)
             if images is not None:
-                with torch.inference_mode(), autocast:
-                    out = backbone(images.to(dev, non_blocking=True))
-                with torch.inference_mode():
-                    cl = knowledge_clusters(
-                        out.tokens.float(),
-                        out.saliency.float(),
-                        indices,
-                        threshold=options["threshold"],
-                        clusters=options["clusters"],
-                        seed=options["seed"],
-                        max_iter=options["max_iter"],
-                        tol=options["tol"],
-                    )
-                centers = cl.centers.cpu().numpy()
-                counts = cl.counts.cpu().numpy()
-                glob = out.global_.float().cpu().numpy()
+                centers, counts, glob = encode_batch(backbone, images, indices, options)
                 for row, i in enumerate(indices):
-                    acc = slot(i)
-                    j = i - shard_of[i // size][0]
-                    acc["patterns"][j] = centers[row, : counts[row]].astype(np_dtype)
-                    acc["global"][j] = glob[row].astype(np_dtype)
-                    done(i)
+                    shards.add(i, centers[row, : counts[row]], glob[row])
             bar.update(len(indices) + len(bad))
 
 
-def _flush(writer: BankWriter, k: int, acc: dict[str, Any], dim: int, np_dtype: Any) -> None:
-    empty = np.zeros((0, dim), dtype=np_dtype)
-    zero = np.zeros(dim, dtype=np_dtype)
-    pats = [p if p is not None else empty for p in acc["patterns"]]
-    counts = np.array([p.shape[0] for p in pats], dtype=np.int32)
-    patterns = np.concatenate(pats) if pats else empty
-    glob = np.stack([g if g is not None else zero for g in acc["global"]])
-    writer.write(k, counts, patterns, glob, sorted(acc["failed"], key=lambda f: f["index"]))
+def _quiet(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None hides the bar when stderr is not a terminal."""
+    return None if progress is None else not progress

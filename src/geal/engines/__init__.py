@@ -1,0 +1,1 @@
+"""Execution engines for extraction beyond the local DataLoader (optional extras)."""
