@@ -299,6 +299,7 @@ def cmd_select(a: argparse.Namespace) -> int:
         name=a.name,
         device=a.device,
         chunk=a.chunk,
+        prune=a.prune,
         progress=False if a.quiet else None,
         extra={"bank": str(Path(a.bank).resolve())},
     )
@@ -366,6 +367,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         name=a.name,
         device=a.device,
         chunk=a.chunk,
+        prune=a.prune,
         progress=False if a.quiet else None,
         extra={"bank": str(summary.bank), "extract_seconds": round(summary.seconds, 3)},
     )
