@@ -260,7 +260,10 @@ def _map_plot(
     detail: str | None,
     n_pool: int,
 ) -> str:
-    """Pool points in grey, picks as orange dots (first 10 numbered), random as crosses."""
+    """Pool points in grey, picks as orange dots (first 10 numbered), random as open squares.
+
+    An image in both shows as an orange dot inside a blue square.
+    """
     fig = _figure(6.0, 5.0)
     ax = fig.add_subplot()
     rest = ~picked & ~randomly
@@ -291,10 +294,11 @@ def _map_plot(
         ax.scatter(
             xy[randomly, 0],
             xy[randomly, 1],
-            s=34,
-            marker="x",
-            c="#2c7fb8",
-            linewidths=1.3,
+            s=80,
+            marker="s",
+            facecolors="none",
+            edgecolors="#2c7fb8",
+            linewidths=1.4,
             label=f"random pick ({int(randomly.sum()):,})",
             zorder=4,
         )
@@ -696,14 +700,17 @@ def _counts_section(
     missing = int(((counts[:, 0] == 0) & (counts[:, 2] > 0)).sum())
     plural = "classes" if what == "class" else "sources"
     note = f"Images per {what}: the picks, the random pick and the whole pool. " + (
-        f"{missing} of {n} {plural} have no pick." if missing else f"Every {what} has a pick."
+        f"{missing} of {n} {plural} {'has' if missing == 1 else 'have'} no pick."
+        if missing
+        else f"Every {what} has a pick."
     )
     top = order[:30]
     chart = _counts_plot([names[g] for g in top.tolist()], shares[top], what)
     shown = f" (the {len(top)} largest)" if len(top) < n else ""
     body = (
         f'<p class="note">{_e(note)}</p><div class="cols">{table}'
-        f'<div class="plots"><img src="{chart}" alt="shares per {what}{shown}"></div></div>'
+        f'<div class="plots"><img class="plot" src="{chart}" alt="shares per {what}{shown}">'
+        "</div></div>"
     )
     title = "Classes" if what == "class" else "Sources"
     return title, body
@@ -740,8 +747,9 @@ def _map_section(
     note = (
         f"Every image as a point: {how} of the bank's {src} (L2-normalised), "
         f"{idx.size:,} of {int(valid.sum()):,} readable images drawn. Picks in orange "
-        "(the first 10 numbered), the random pick as blue crosses. A selection that covers "
-        "the pool spreads over the whole map; a random pick follows its density."
+        "(the first 10 numbered), the random pick as blue squares (a dot in a square: "
+        "both picked it). A selection that covers the pool spreads over the whole map; a "
+        "random pick follows its density."
     )
     return "Map of the pool", uri, note
 
