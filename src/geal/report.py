@@ -432,6 +432,7 @@ td,th{padding:3px 10px;border-bottom:1px solid var(--line);text-align:left;verti
 th{color:var(--mute);font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .kv td:first-child{color:var(--mute);white-space:nowrap}
 .cols{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start}
+#settings .cols>div{flex:1 1 420px;min-width:0}.kv td:last-child{word-break:break-all}
 code{font-size:12.5px;word-break:break-all}
 details summary{cursor:pointer;color:var(--rand)}
 """
