@@ -327,7 +327,7 @@ def test_knee() -> None:
 
 def test_2000_image_pool_stays_within_the_size_budget(tmp_path: Path) -> None:
     budget = 300
-    made = make_selection(tmp_path, n=2000, budget=budget, size=(128, 96))
+    made = make_selection(tmp_path, n=2000, budget=budget, size=(160, 120))
     path = write_report(made.out, max_points=1500, progress=False)
     size = path.stat().st_size
     assert size < SIZE_BUDGET
