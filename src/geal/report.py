@@ -65,6 +65,7 @@ class _Thumb:
     radius: float
     src: str | None
     error: str | None = None
+    tiny: bool = False
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -94,15 +95,15 @@ def _open_pool(meta: dict[str, Any], bank: PatternBank | None, pool: Pool | None
 
     if pool is not None:
         return pool
-    if bank is not None and bank.manifest.get("pool", {}).get("root"):
-        return pool_of_bank(bank)
     info = meta.get("pool") or {}
-    if not info.get("root"):
-        raise GealError("this selection does not record its pool; pass --pool PATH")
     try:
+        if bank is not None and bank.manifest.get("pool", {}).get("root"):
+            return pool_of_bank(bank)
+        if not info.get("root"):
+            raise GealError("this selection does not record its pool")
         return open_pool(info["root"], info.get("format", "auto"), split=info.get("split"))
     except GealError as e:
-        raise GealError(f"cannot open the selection's pool ({e}); pass --pool PATH") from None
+        raise GealError(f"cannot open the selection's pool: {e}; pass --pool PATH") from None
 
 
 def _label_name(pool: Pool, label: int | None) -> str | None:
@@ -113,12 +114,18 @@ def _label_name(pool: Pool, label: int | None) -> str | None:
     return str(label)
 
 
-def _thumb_uri(pool: Pool, index: int, size: int) -> str:
+def _thumb_uri(pool: Pool, index: int, size: int) -> tuple[str, bool]:
+    """A JPEG data URI of image ``index`` at most ``size`` px, and whether it is tiny.
+
+    Tiny images (MNIST, CIFAR) are not enlarged here, which would cost bytes; the page
+    scales them up with crisp pixels instead.
+    """
     im = pool.load(index)
+    tiny = max(im.size) < 64
     im.thumbnail((size, size))
     buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=80, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    im.save(buf, format="JPEG", quality=80 if not tiny else 95, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), tiny
 
 
 def _thumbs(
@@ -141,15 +148,17 @@ def _thumbs(
         )
     ):
         item = pool[i]
-        src, err = None, None
+        src, err, tiny = None, None, False
         try:
-            src = _thumb_uri(pool, i, size)
+            src, tiny = _thumb_uri(pool, i, size)
         except Exception as e:  # a file gone since extraction shows as a gap, not a crash
             err = f"{type(e).__name__}: {e}"
             log.warning("cannot read image %s for the report: %s", item.id, err)
         r = float(radius[rank]) if radius is not None else float("nan")
         out.append(
-            _Thumb(rank + 1, i, item.id, item.path, _label_name(pool, item.label), r, src, err)
+            _Thumb(
+                rank + 1, i, item.id, item.path, _label_name(pool, item.label), r, src, err, tiny
+            )
         )
     return out
 
@@ -417,6 +426,7 @@ padding:4px;text-align:center}
 figure.pick{border-top:3px solid var(--pick)}figure.random{border-top:3px solid var(--rand)}
 figure img{display:block;width:100%;height:112px;object-fit:contain;background:#f1f3f5;
 transition:transform .12s ease;position:relative;z-index:1}
+figure img.px{image-rendering:pixelated}
 figure img:hover{transform:scale(2.1);z-index:5;box-shadow:0 4px 18px rgba(0,0,0,.35);
 object-fit:contain;background:#fff}
 figcaption{font-size:11.5px;margin-top:4px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
@@ -503,7 +513,8 @@ def _figures(thumbs: list[_Thumb], kind: str) -> str:
         lab = f'<span class="lab">{_e(t.label)}</span>' if t.label is not None else ""
         name = f'<span class="lab">{_e(t.id)}</span>' if kind == "pick" else ""
         if t.src is not None:
-            body = f'<img src="{t.src}" alt="{_e(t.id)}" title="{title}">'
+            px = ' class="px"' if t.tiny else ""
+            body = f'<img{px} src="{t.src}" alt="{_e(t.id)}" title="{title}">'
         else:
             body = f'<div class="missing" title="{_e(t.error)}">unreadable</div>'
         parts.append(

@@ -20,6 +20,7 @@ from PIL import Image
 
 from fakes import make_folder_pool
 from geal.cli import main
+from geal.report import check_in_browser
 
 BUDGET = 8
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -138,6 +139,11 @@ def test_the_check_catches_a_broken_thumbnail_and_a_script_error(
     assert data["picks"] == str(BUDGET)
     assert data["picks-shown"] == str(BUDGET - 1)
     assert any("Uncaught" in line and "notDefinedAnywhere" in line for line in console)
+    # the check behind `geal report --screenshot` sees the same
+    seen = check_in_browser(path)
+    assert not seen.ok
+    assert (seen.picks, seen.picks_shown, seen.random_shown) == (BUDGET, BUDGET - 1, BUDGET)
+    assert any("notDefinedAnywhere" in line for line in seen.console)
 
 
 def test_screenshot(report: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fakes import make_idx
 from geal.bank import BankWriter, PatternBank
 from geal.cli import main
 from geal.errors import GealError
@@ -146,7 +147,7 @@ def make_bank(
 ) -> PatternBank:
     """A bank on disk whose patterns cluster by class (a real map has structure)."""
     rng = np.random.default_rng(1)
-    centres = rng.standard_normal((len(CLASSES), dim)) * 3
+    centres = rng.standard_normal((max(len(CLASSES), len(pool.classes or [])), dim)) * 3
     info = pool.describe() | {"fingerprint": pool.fingerprint()}
     w = BankWriter.create_or_resume(root, OPTS, info, len(pool), shard)
     for s in w.missing_shards():
@@ -315,6 +316,21 @@ def test_cli_report(small: Made, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert len(parse(out).of("pick")) == 5
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "holds no selection" in capsys.readouterr().err
+
+
+def test_tiny_images_are_scaled_up_crisply_and_container_pools_work(tmp_path: Path) -> None:
+    fake = make_idx(tmp_path, 30, fashion=True)
+    pool = open_pool(fake.path, split="train")
+    bank = make_bank(tmp_path / "bank", pool)
+    run_selection(bank, pool, tmp_path / "sel", [6], strategy="fds", extra={"bank": str(bank.root)})
+    path = write_report(tmp_path / "sel", progress=False)
+    page = parse(path)
+    assert len(page.of("pick")) == 6
+    for f in page.of("pick"):
+        assert f.img is not None and decode(f.img, "JPEG").size == (28, 28)
+    assert path.read_text(encoding="utf-8").count('<img class="px"') == 12  # picks + random
+    assert pool.classes is not None
+    assert set(page.table("counts")) - {"class"} <= set(pool.classes)
 
 
 def test_knee() -> None:
