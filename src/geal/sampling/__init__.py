@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from geal.errors import SelectionError
 from geal.sampling import geal as _geal  # noqa: F401  (registers fds, prob)
+from geal.sampling import kcenter as _kcenter  # noqa: F401
 from geal.sampling import random as _random  # noqa: F401
 from geal.sampling.base import SAMPLERS, Ranking, Sampler, register_sampler
 
@@ -35,4 +36,6 @@ def select(
     """Rank the pool with the named sampler."""
     if strategy not in SAMPLERS:
         raise SelectionError(f"unknown strategy {strategy!r}; known: {', '.join(sorted(SAMPLERS))}")
-    return SAMPLERS[strategy](bank, budget, seed=seed, labeled=labeled, distance=distance, **options)
+    return SAMPLERS[strategy](
+        bank, budget, seed=seed, labeled=labeled, distance=distance, **options
+    )
