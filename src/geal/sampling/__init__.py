@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from geal.errors import SelectionError
+from geal.sampling import activeft as _activeft  # noqa: F401  (baselines on global features)
 from geal.sampling import geal as _geal  # noqa: F401  (registers fds, prob)
 from geal.sampling import kcenter as _kcenter  # noqa: F401
 from geal.sampling import kmeans as _kmeans  # noqa: F401
