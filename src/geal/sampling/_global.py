@@ -153,9 +153,13 @@ def kmeans_options(options: dict[str, Any]) -> dict[str, Any]:
 
 # --- k-means --------------------------------------------------------------------------------
 def assign(
-    x: np.ndarray, x2: np.ndarray, centres: np.ndarray, chunk: int
+    x: np.ndarray, x2: np.ndarray, centres: np.ndarray, chunk: int, sums: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre of every row and its squared distance (first centre on ties)."""
+    """Nearest centre of every row and its squared distance (first centre on ties).
+
+    With ``sums`` (float64 ``[k, D]``, zeroed), the rows of each centre are also summed
+    into it in the same pass, which is what a Lloyd step needs.
+    """
     n, k = x.shape[0], centres.shape[0]
     c2 = sq_norms(centres)
     labels = np.zeros(n, dtype=np.int64)
@@ -170,6 +174,12 @@ def assign(
             better = v < best[a:b]
             labels[a:b][better] = j[better] + ca
             best[a:b][better] = v[better]
+        if sums is not None:
+            lab = labels[a:b]
+            order = np.argsort(lab, kind="stable")
+            srt = lab[order]
+            starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
+            sums[srt[starts]] += np.add.reduceat(x[a:b][order], starts, axis=0, dtype=np.float64)
     return labels, best
 
 
@@ -322,13 +332,14 @@ def _lloyd(
     stable = False
     with tqdm(total=max_iter, unit="iter", desc="k-means", disable=quiet, leave=False) as bar:
         for it in range(1, max_iter + 1):  # noqa: B007 - `it` is reported below
-            labels, d2 = assign(x, x2, centres, chunk)
+            sums = np.zeros(centres.shape, dtype=np.float64)
+            labels, d2 = assign(x, x2, centres, chunk, sums)
             if prev is not None and np.array_equal(labels, prev):
                 stable = True
                 break
             prev = labels
-            new = _means(x, labels, centres.shape[0], chunk)
             counts = np.bincount(labels, minlength=centres.shape[0])
+            new = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
             empty = np.flatnonzero(counts[nf:] == 0) + nf
             new[:nf] = fixed
             if empty.size:
@@ -343,19 +354,6 @@ def _lloyd(
         labels, d2 = assign(x, x2, centres, chunk)
     log.debug("k-means: %d clusters (+%d fixed), %d iterations", k, nf, it)
     return KMeansResult(centres, labels, d2, it)
-
-
-def _means(x: np.ndarray, labels: np.ndarray, k: int, chunk: int) -> np.ndarray:
-    """Per-cluster means (float32 ``[k, D]``; zero rows for empty clusters)."""
-    sums = np.zeros((k, x.shape[1]), dtype=np.float64)
-    order = np.argsort(labels, kind="stable")
-    for a in range(0, order.size, chunk):
-        rows = order[a : a + chunk]
-        lab = labels[rows]
-        starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
-        sums[lab[starts]] += np.add.reduceat(x[rows].astype(np.float64), starts, axis=0)
-    counts = np.bincount(labels, minlength=k)
-    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
 # --- nearest images -------------------------------------------------------------------------
