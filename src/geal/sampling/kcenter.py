@@ -8,8 +8,7 @@ a 2-approximation of the minimax facility location (k-center) problem.
 Kept: the greedy farthest-first rule, the labeled set as the initial centres, the
 coverage radius after every pick. Simplified: the features are the frozen model's global
 vector (not a task network's penultimate layer, since nothing is trained here); the
-paper's mixed-integer refinement with an outlier budget (their Sec. 4.2, "robust
-k-center") is not run. Without a labeled set the first pick is one seeded random image.
+paper's mixed-integer refinement with an outlier budget (robust k-center) is not run. Without a labeled set the first pick is one seeded random image.
 It is exactly ``fds`` with one vector per image instead of the image's patterns, and runs
 on the same exact coverage engine (identical rankings across devices and chunk sizes).
 """

@@ -18,7 +18,8 @@ gives the purity of every candidate delta. Added: once no ball covers a new imag
 remaining picks are seeded random draws among the pickable images (the released code
 would return image 0 again). Simplified: the features are the frozen model's global
 vectors (the paper uses SimCLR/DINO embeddings); distance is 1 - cos on unit vectors
-(half the squared L2 distance the paper thresholds) or Euclidean. Nested: the greedy
+(a monotone map of the L2 distance the paper thresholds: 1 - cos = L2^2 / 2) or
+Euclidean. Nested: the greedy
 picks for a budget are the first picks of any larger budget.
 """
 
