@@ -189,6 +189,8 @@ def activeft(
         progress: show a progress bar (default: only on a terminal).
     """
     pool = global_pool(bank, budget, labeled, distance, normalise=True)
+    if distance != "cosine":
+        log.info("activeft: the objective is defined on the unit sphere; using cosine similarity")
     chunk = chunk_option(options)
     tau = float(options.get("tau", 0.07))
     balance = float(options.get("balance", 1.0))
