@@ -34,9 +34,9 @@ def clustered_patterns(
     rng = np.random.default_rng(seed)
     top = rng.standard_normal((themes, dim)).astype(np.float32)
     top /= np.linalg.norm(top, axis=1, keepdims=True)
-    centres = top[rng.integers(0, themes, concepts)] + 0.8 * rng.standard_normal((concepts, dim)).astype(
-        np.float32
-    ) / np.sqrt(dim)
+    centres = top[rng.integers(0, themes, concepts)] + 0.8 * rng.standard_normal(
+        (concepts, dim)
+    ).astype(np.float32) / np.sqrt(dim)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     out = np.empty((n_images * per_image, dim), dtype=dtype)
     for a in range(0, n_images, chunk):
@@ -45,7 +45,9 @@ def clustered_patterns(
         own = rng.integers(0, concepts, size=(n, 3))
         which = rng.integers(0, 3, size=(n, per_image))
         ids = np.take_along_axis(own, which, axis=1).reshape(-1)
-        noise = rng.standard_normal((n * per_image, dim)).astype(np.float32) * (spread / np.sqrt(dim))
+        noise = rng.standard_normal((n * per_image, dim)).astype(np.float32) * (
+            spread / np.sqrt(dim)
+        )
         out[a * per_image : b * per_image] = (centres[ids] + noise).astype(dtype)
     return out
 

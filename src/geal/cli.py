@@ -97,6 +97,12 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--overwrite", action="store_true", help="replace a bank made with other settings"
     )
+    g.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local (DataLoader workers) or ray (Ray Data actor pool; a cluster via RAY_ADDRESS)",
+    )
 
 
 def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> None:
@@ -120,6 +126,12 @@ def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> 
     )
     g.add_argument(
         "--chunk", type=int, default=65536, help="rows per distance block (bounds memory)"
+    )
+    g.add_argument(
+        "--prune",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="exact pruned distance updates for large banks (CPU, cosine; same ranking)",
     )
     g.add_argument(
         "--to",
