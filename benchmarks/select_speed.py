@@ -22,14 +22,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clustered_patterns, machine, peak_rss_mb, rss_mb  # noqa: E402
+from _common import clustered_patterns, machine, peak_rss_mb, rss_mb
 
 
 def write_bank(root: Path, n: int, k: int, dim: int) -> int:
     from geal.bank import BankWriter
 
     pats = clustered_patterns(n, k, dim, seed=0)
-    w = BankWriter.create_or_resume(root, {"model": "synthetic"}, {"fingerprint": "synthetic"}, n, 4096)
+    w = BankWriter.create_or_resume(
+        root, {"model": "synthetic"}, {"fingerprint": "synthetic"}, n, 4096
+    )
     for s in w.missing_shards():
         a, b = w.shard_range(s)
         w.write(s, np.full(b - a, k, np.int32), pats[a * k : b * k], None, [])
@@ -42,7 +44,9 @@ def child(bank: str, strategy: str, budget: int, device: str, prune: str) -> Non
     from geal.sampling import select
 
     # warm the compiled kernels on a tiny bank so compile time is not counted
-    tiny = PatternBank.from_arrays(np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32), np.full(8, 5))
+    tiny = PatternBank.from_arrays(
+        np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32), np.full(8, 5)
+    )
     select(tiny, 3, strategy, device=device)
     base = rss_mb()
     t0 = time.perf_counter()
@@ -75,7 +79,17 @@ def main() -> None:
         runs = []
         for strategy in a.strategies.split(","):
             for prune in a.prune.split(","):
-                cmd = [sys.executable, __file__, "--device", a.device, "--child", str(bank), strategy, str(a.budget), prune]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--device",
+                    a.device,
+                    "--child",
+                    str(bank),
+                    strategy,
+                    str(a.budget),
+                    prune,
+                ]
                 res = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
     print(json.dumps({
