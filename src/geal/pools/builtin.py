@@ -20,6 +20,7 @@ import importlib.util
 import logging
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from geal.errors import PoolError
@@ -118,13 +119,25 @@ def class_description(class_name: str) -> str:
     if source == "mnist":
         return f"digit {k}"
     if source == "imagenet":
-        try:
-            from timm.data import ImageNetInfo
-
-            return str(ImageNetInfo().index_to_description(k)).split(",")[0]
-        except Exception:  # an older timm without class names: the number will do
-            logger.debug("no ImageNet class names in this timm", exc_info=True)
+        imagenet = _imagenet_names()
+        if k < len(imagenet):
+            return imagenet[k]
     return cls
+
+
+@lru_cache(maxsize=1)
+def _imagenet_names() -> tuple[str, ...]:
+    """ImageNet-1k class names from timm (first synonym), or none with an older timm."""
+    try:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        return tuple(
+            str(info.index_to_description(k)).split(",")[0] for k in range(info.num_classes())
+        )
+    except Exception:  # an older timm without class names: numbers will do
+        logger.debug("no ImageNet class names in this timm", exc_info=True)
+        return ()
 
 
 def _foolbox_entries(folder: Path) -> list[tuple[str, Path, str]]:
