@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit",
         type=int,
         default=None,
-        help="use the pool's first N images (default: all of builtin, 2000 of fashion-mnist)",
+        help="use the pool's first N images (default: all of builtin, 1000 of fashion-mnist)",
     )
     p.add_argument("--strategy", default=None, help="sampler (default: the package default)")
     common(p)

@@ -21,7 +21,7 @@ from geal.pools.base import Pool
 logger = logging.getLogger(__name__)
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_LIMIT = 2000
+FASHION_MNIST_LIMIT = 1000
 DEMO_POOLS = ("builtin", "fashion-mnist")
 
 
@@ -31,7 +31,8 @@ def open_demo_pool(name: str, *, limit: int | None = None) -> Pool:
     Args:
         name: ``builtin`` or ``fashion-mnist``.
         limit: keep the first ``limit`` images (default: all of ``builtin``, the first
-            2,000 of ``fashion-mnist``).
+            1,000 of ``fashion-mnist``, which keeps the demo within a few minutes on two
+            CPU cores).
 
     Raises:
         PoolError: unknown name, or the pool's package is not installed (says how).
