@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from geal.demo.coverage import Coverage, item_classes, item_sources
-from geal.internal.io import atomic_write_text
+from geal.internal.io import atomic_open, atomic_write_text
 from geal.pools.base import Pool
 
 if TYPE_CHECKING:
@@ -75,7 +75,9 @@ def contact_sheet(pool: Pool, panels: Sequence[Panel], path: str | Path, *, titl
     Each image is a square centre crop captioned with its rank (ranked panels), source
     and class; at most :data:`MAX_SHOWN` images per panel are drawn.
     """
-    from matplotlib.figure import Figure  # the Agg canvas; no display, no pyplot state
+    # the Agg canvas drawn directly: no display, no pyplot state, no backend switch
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     sources = item_sources(pool) if pool.format == "builtin" else [""] * len(pool)
     readable = readable_classes(pool)
@@ -106,12 +108,12 @@ def contact_sheet(pool: Pool, panels: Sequence[Panel], path: str | Path, *, titl
         if len(panel.indices) > len(picked):
             more = f"first {len(picked)} of {len(panel.indices)} shown"
             fig.text(centre, 0.12 / height, more, ha="center", fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    tmp.replace(path)
-    return path
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])  # opaque: a smaller PNG
+    with atomic_open(path, "wb") as f:
+        rgb.save(f, format="PNG")
+    return Path(path)
 
 
 def panel_title(name: str, cov: Coverage, total: Coverage, n: int) -> str:
