@@ -111,8 +111,9 @@ def run_demo(
     t0 = time.perf_counter()
     images = open_demo_pool(pool, limit=limit)
     if budget > len(images):
+        more = "; --limit N takes more" if "limit" in images.meta else ""
         raise SelectionError(
-            f"budget {budget} is larger than the {pool} pool ({len(images)} images)"
+            f"budget {budget} is larger than the {pool} pool ({len(images)} images{more})"
         )
     from geal.backbones import create_backbone, resolve_device
     from geal.demo.report import Panel, contact_sheet, panel_title, write_markdown
