@@ -423,6 +423,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"  files:    {', '.join(str(f) for f in lists)}")
     print(f"  report:   {r.report_png}  {r.report_md}")
     print("your own images:  geal run ./images --budget N --to ultralytics --out sel/")
+    print("                  (the default model downloads DINO weights once; with no network add")
+    print(f"                  --model {r.model}, the model this demo used)")
     return 0
 
 

@@ -177,5 +177,8 @@ def write_markdown(result: DemoResult, path: str | Path) -> Path:
         "geal run ./images --budget N --to ultralytics --out sel/",
         "```",
         "",
+        "The default model downloads DINO weights once; with no network add "
+        f"`--model {r.model}`, the model this demo used.",
+        "",
     ]
     return atomic_write_text(Path(path), "\n".join(lines))
