@@ -38,7 +38,8 @@ def create_backbone(
             untrained model, or a path to a checkpoint file.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda:N"``, ...
         image_size: square input side; ViTs need a multiple of their patch size.
-        stage: CNN feature stage index (default: the last stride-16 stage).
+        stage: CNN feature stage index (default: the spec's measured stage if it names one,
+            else the last stride-16 stage).
 
     Raises:
         GealError: unknown model, unsupported variant, bad size or stage.

@@ -37,7 +37,7 @@ class Format:
 FORMATS: dict[str, Format] = {}
 
 # Reader modules shipped with geal, imported for their registration side effect.
-_BUILTIN_MODULES = ("cifar", "idx", "voc", "coco", "listfile", "folder")
+_BUILTIN_MODULES = ("cifar", "idx", "voc", "coco", "listfile", "folder", "builtin")
 
 
 def register_format(
