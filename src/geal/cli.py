@@ -531,7 +531,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     )
     lists = [f for f in r.files if f.suffix in (".txt", ".json", ".csv")]
     print(f"  files:    {', '.join(str(f) for f in lists)}")
-    print(f"  report:   {r.report_png}  {r.report_md}")
+    print(f"  report:   {r.report_html} (open in a browser)  {r.report_png}  {r.report_md}")
     print("your own images:  geal run ./images --budget N --to ultralytics --out sel/")
     print("                  (the default model downloads DINO weights once; with no network add")
     print(f"                  --model {r.model}, the model this demo used)")

@@ -72,6 +72,20 @@ def test_demo_runs_and_writes_selection_and_report(demo: dict[str, Any]) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.browser
+def test_demo_report_html_shows_every_pick_in_chromium(demo: dict[str, Any]) -> None:
+    from geal.internal.browser import find_chromium
+    from geal.report import check_in_browser
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium: apt-get install chromium (or set GEAL_CHROMIUM)")
+    check = check_in_browser(demo["out"] / "report.html")
+    assert check.picks == 20 and check.picks_shown == 20
+    assert check.random_shown == check.random == 20
+    assert not check.console, check.console
+
+
+@pytest.mark.slow
 def test_demo_selection_covers_at_least_the_median_random_pick(demo: dict[str, Any]) -> None:
     from geal.demo import coverage, open_demo_pool, random_coverages
 

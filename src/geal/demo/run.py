@@ -69,6 +69,10 @@ class DemoResult:
     def report_md(self) -> Path:
         return self.out / "report.md"
 
+    @property
+    def report_html(self) -> Path:
+        return self.out / "report.html"
+
 
 def run_demo(
     out: str | Path,
@@ -199,7 +203,10 @@ def run_demo(
         result.report_png,
         title=f"{budget} of {len(images)} images of the {pool} pool to annotate",
     )
+    from geal.report import write_report
+
+    write_report(out, pool=images, bank=bank, progress=progress)
     timings["report"] = time.perf_counter() - t0
     write_markdown(result, result.report_md)
-    result.files += [result.report_png, result.report_md]
+    result.files += [result.report_png, result.report_md, result.report_html]
     return result
