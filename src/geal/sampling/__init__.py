@@ -13,6 +13,7 @@ from geal.errors import SelectionError
 from geal.sampling import activeft as _activeft  # noqa: F401  (baselines on global features)
 from geal.sampling import geal as _geal  # noqa: F401  (registers fds, prob)
 from geal.sampling import kcenter as _kcenter  # noqa: F401
+from geal.sampling import kernelcover as _kernelcover  # noqa: F401
 from geal.sampling import kmeans as _kmeans  # noqa: F401
 from geal.sampling import probcover as _probcover  # noqa: F401
 from geal.sampling import random as _random  # noqa: F401

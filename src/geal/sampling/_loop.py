@@ -111,8 +111,13 @@ def greedy(
     journal: Path | None = None,
     journal_key: dict[str, Any] | None = None,
     progress: bool | None = None,
+    first_random: bool = True,
 ) -> Ranking:
-    """Run ``step`` until ``budget`` images are picked; see the module docstring."""
+    """Run ``step`` until ``budget`` images are picked; see the module docstring.
+
+    ``first_random``: with no labeled images, the first pick is a seeded random image
+    (GEAL, k-center); samplers whose rule is defined on an empty set pass False.
+    """
     from tqdm.auto import tqdm
 
     labeled = sorted({int(i) for i in labeled or []})
@@ -142,7 +147,7 @@ def greedy(
         with tqdm(total=budget, initial=len(order), unit="pick", disable=_quiet(progress)) as bar:
             for t in range(len(order), budget):
                 rng = step_rng(seed, t)
-                if t == 0 and not labeled:
+                if t == 0 and not labeled and first_random:
                     left = np.flatnonzero(cov.selectable)
                     i = int(left[rng.integers(left.size)])
                 else:

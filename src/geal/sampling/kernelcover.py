@@ -1,0 +1,200 @@
+"""Kernel coverage with a shrinking scale (``kernelcover``): geal's default sampler.
+
+Why: diversity samplers (GEAL's FDS and D^2 sampling, k-center) spend a small budget on
+outliers, while representativeness samplers (k-means centres, TypiClust, ProbCover)
+spend a large budget on near-duplicates of typical images. Which wins depends on the
+budget; a user should not have to know which.
+
+What it maximises. Give every pattern q of the pool a coverage
+cov(q) = max over picked patterns p of k(p, q), with a Gaussian kernel on the cosine
+distance, k(p, q) = exp(-d(p, q) / h). Greedy facility location adds, at each step, the
+image whose patterns raise the total coverage most:
+
+    gain(i) = sum_q [ max_{p in image i} k(p, q) - cov(q) ]_+ .
+
+With a broad kernel the largest gains sit at the centres of the big modes of the pool
+(representativeness: the first picks look like k-means centres); once a region is
+covered its gains vanish and the next pick goes to the densest uncovered region;
+with a narrow kernel the rule fills the gaps left between picks (coverage, like
+k-center, but weighted by how many images a gap holds). The same objective with a fixed
+kernel is MaxHerding's "generalized coverage" (Bae et al., 2024).
+
+The scale shrinks as the selection grows. After n picks (labeled images included) a
+new pick should stand for about 1/(n+1) of the pool, so h is the median distance from a
+pattern to its k-th nearest neighbour, k = sample / (n+1), one scale per doubling of n.
+It depends on the step, never on the final budget, so every budget's selection is a
+prefix of a larger budget's (the ranking property).
+
+Cost. The gains are summed over a seeded sample of ``sample`` patterns (default 4,000)
+rather than all of them. All gains are computed once per scale: O(patterns x sample)
+per doubling of n. Between, gains only fall (the objective is submodular), so a lazy
+greedy step re-evaluates a few candidates, each O(sample); the coverage state that
+reports the radius takes one pass over the patterns, as for FDS. Sums run in float64 in
+a fixed order on the CPU: the same inputs and seed give the same ranking.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from geal.errors import SelectionError
+from geal.sampling._coverage import Coverage, CoverageState
+from geal.sampling._loop import greedy
+from geal.sampling.base import Ranking, register_sampler
+
+if TYPE_CHECKING:
+    from geal.bank import PatternBank
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 4096  # images per block of the full gain pass
+_REFRESH = 16  # stale candidates re-evaluated together in a lazy step
+
+
+class KernelCover:
+    """Lazy-greedy kernel facility location over images, sampled clients, shrinking scale.
+
+    Used as the step function of :func:`geal.sampling._loop.greedy`; it follows the
+    picks (labeled ones included) through the coverage state it is called with.
+    """
+
+    def __init__(self, cov: Coverage, sample: int, seed: int):
+        self.cov = cov
+        m = cov.units.shape[0]
+        rng = np.random.default_rng([int(seed), 0x6B636F76])
+        idx = np.sort(rng.choice(m, size=min(sample, m), replace=False))
+        self.clients = self._rows(idx)  # [S, D] float64 grid vectors
+        s = self.clients.shape[0]
+        # distance from every client to its neighbours, sorted: the scale of each level
+        d = (1.0 - self.clients @ self.clients.T).clamp_min(0)
+        d.fill_diagonal_(float("inf"))
+        self._knn = torch.sort(d, dim=1).values[:, : max(1, s - 1)]
+        self.s = s
+        self.dist = torch.full((s,), 4.0, dtype=torch.float64)  # client -> picked set
+        self.known = np.zeros(cov.n, dtype=bool)
+        self.level = -1
+        self.h = 1.0
+        self.heap: list[tuple[float, int, int]] = []
+        self.evaluations = 0
+
+    def _rows(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.cov.units[rows].view(np.float16).astype(np.float64))
+
+    def _image_rows(self, i: int) -> torch.Tensor:
+        return self._rows(np.arange(self.cov.offsets[i], self.cov.offsets[i + 1]))
+
+    def scale(self, level: int) -> float:
+        """Median distance to the k-th neighbour, k = clients / 2^level (at least 1)."""
+        k = int(min(max(1, round(self.s / 2**level)), self._knn.shape[1]))
+        return max(float(torch.median(self._knn[:, k - 1])), 1e-4)
+
+    def _sync(self, c: CoverageState) -> None:
+        new = np.flatnonzero(c.picked & ~self.known)
+        for i in new.tolist():
+            x = self._image_rows(i)
+            if x.shape[0]:
+                self.dist = torch.minimum(
+                    self.dist, (1.0 - x @ self.clients.T).clamp_min(0).amin(0)
+                )
+        self.known[new] = True
+
+    def _gains(self, images: np.ndarray, cover: torch.Tensor) -> np.ndarray:
+        """Exact gains of ``images`` (any order; each image's value is computed alone)."""
+        off = self.cov.offsets
+        rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in images])
+        seg = np.repeat(np.arange(images.size), self.cov.counts[images])
+        k = torch.exp(-(1.0 - self._rows(rows) @ self.clients.T).clamp_min(0) / self.h)
+        best = torch.zeros(images.size, self.s, dtype=torch.float64)
+        index = torch.from_numpy(seg)[:, None].expand(-1, self.s)
+        best.scatter_reduce_(0, index, k, "amax", include_self=True)
+        return (best - cover).clamp_min(0).sum(1).numpy()
+
+    def _all_gains(self, c: CoverageState, cover: torch.Tensor, step: int) -> None:
+        ok = np.flatnonzero(c.selectable)
+        gains = (
+            np.concatenate(
+                [self._gains(ok[a : a + _CHUNK], cover) for a in range(0, ok.size, _CHUNK)]
+            )
+            if ok.size
+            else np.zeros(0)
+        )
+        self.heap = [(-float(g), int(i), step) for g, i in zip(gains, ok.tolist(), strict=True)]
+        heapq.heapify(self.heap)
+
+    def __call__(self, c: CoverageState, t: int, rng: np.random.Generator) -> int:
+        self._sync(c)
+        level = round(float(np.log2(int(self.known.sum()) + 1)))
+        if level != self.level:
+            self.level = level
+            self.h = self.scale(level)
+            self._all_gains(c, torch.exp(-self.dist / self.h), t)
+        cover = torch.exp(-self.dist / self.h)
+        # lazy greedy: stale gains are upper bounds (they only fall); refresh the top few
+        # at a time until the best entry is one computed at this step
+        while self.heap:
+            if not c.selectable[self.heap[0][1]]:
+                heapq.heappop(self.heap)
+                continue
+            if self.heap[0][2] == t:
+                return heapq.heappop(self.heap)[1]
+            stale: list[int] = []
+            while self.heap and len(stale) < _REFRESH and self.heap[0][2] != t:
+                entry = heapq.heappop(self.heap)
+                if c.selectable[entry[1]]:
+                    stale.append(entry[1])
+            if stale:
+                fresh = self._gains(np.array(stale, np.int64), cover)
+                self.evaluations += len(stale)
+                for g, i in zip(fresh.tolist(), stale, strict=True):
+                    heapq.heappush(self.heap, (-g, i, t))
+        raise SelectionError("every image with patterns is already picked")
+
+
+@register_sampler("kernelcover")
+def kernelcover(
+    bank: PatternBank,
+    budget: int,
+    *,
+    seed: int = 0,
+    labeled: Sequence[int] | None = None,
+    distance: str = "cosine",
+    **options: Any,
+) -> Ranking:
+    """Kernel coverage of the knowledge clusters with a shrinking scale (see module doc).
+
+    Options: ``sample`` (client patterns the gains are summed over, default 4000),
+    ``chunk``, ``journal``, ``journal_key``, ``progress``. Cosine distance only (the
+    kernel lives on the sphere); runs on the CPU.
+    """
+    if distance != "cosine":
+        raise SelectionError(
+            "kernelcover uses the cosine distance (its kernel lives on the sphere)"
+        )
+    sample = int(options.get("sample", 4000))
+    cov = Coverage(
+        bank.pattern_blocks(),
+        bank.counts,
+        chunk=int(options.get("chunk", 65536)),
+        release=bank.release_block,
+    )
+    journal = options.get("journal")
+    return greedy(
+        cov,
+        budget,
+        KernelCover(cov, sample, seed),
+        strategy="kernelcover",
+        seed=seed,
+        labeled=labeled,
+        params={"distance": distance, "sample": sample},
+        journal=Path(journal) if journal else None,
+        journal_key=options.get("journal_key"),
+        progress=options.get("progress"),
+        first_random=False,
+    )
