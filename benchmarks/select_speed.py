@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clustered_patterns, machine, peak_rss_mb, rss_mb
+from _common import clustered_patterns, machine, peak_rss_mb, reset_peak_rss, rss_mb
 
 
 def write_bank(root: Path, n: int, k: int, dim: int) -> int:
@@ -49,6 +49,7 @@ def child(bank: str, strategy: str, budget: int, device: str, prune: str) -> Non
     )
     select(tiny, 3, strategy, device=device)
     base = rss_mb()
+    reset_peak_rss()
     t0 = time.perf_counter()
     b = PatternBank.open(bank)
     r = select(b, budget, strategy, seed=0, device=device, progress=False, prune=prune)
@@ -67,7 +68,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=3000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--strategies", default="prob,fds")
-    ap.add_argument("--prune", default="off", help="comma list of prune modes to compare (off, on)")
+    ap.add_argument("--prune", default="auto", help="comma list of prune modes to compare (auto, off, on)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:

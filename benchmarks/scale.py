@@ -1,0 +1,135 @@
+"""Selection at scale: time and peak memory for 10k, 100k and 1M images; prints JSON.
+
+    python benchmarks/scale.py [--sizes 10000,100000,1000000] [--budget 10000]
+
+Each bank is synthetic (5 patterns x 384 dims per image, float16, clustered as real
+banks are: see ``_common.clustered_patterns``), written to disk as a real bank and
+opened memory-mapped. Each (size, sampler, mode) runs in a fresh process so its peak
+memory is its own: ``peak_mb`` is the process's peak RSS above its RSS before the bank
+was opened. ``plain`` makes one pass over every pattern per pick; ``pruned`` skips the
+patterns whose distance cannot change (same ranking, checked on the first picks).
+A plain run whose full budget would take too long is timed on its first
+``--plain-picks`` picks and extrapolated (its cost per pick is constant): the JSON says
+which figures are extrapolated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import clustered_patterns, machine, peak_rss_mb, reset_peak_rss, rss_mb
+
+K, DIM = 5, 384
+
+
+def write_bank(root: Path, n: int) -> int:
+    from geal.bank import BankWriter
+
+    shard = 65536
+    w = BankWriter.create_or_resume(
+        root, {"model": "synthetic"}, {"fingerprint": "synthetic"}, n, shard
+    )
+    for s in w.missing_shards():
+        a, b = w.shard_range(s)
+        pats = clustered_patterns(b - a, K, DIM, seed=1000 + s)
+        w.write(s, np.full(b - a, K, np.int32), pats, None, [])
+    w.finish()
+    return sum(p.stat().st_size for p in root.glob("shard-*.safetensors"))
+
+
+def child(bank: str, strategy: str, budget: int, mode: str) -> None:
+    from geal.bank import PatternBank
+    from geal.sampling import select
+
+    tiny = PatternBank.from_arrays(
+        np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32), np.full(8, 5)
+    )
+    for prune in ("on", "off"):
+        select(tiny, 3, strategy, prune=prune)  # compile the kernels before measuring
+    base = rss_mb()
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    b = PatternBank.open(bank)
+    r = select(
+        b, budget, strategy, seed=0, prune="on" if mode == "pruned" else "off", progress=False
+    )
+    sec = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {"seconds": sec, "peak_mb": peak_rss_mb() - base, "order": r.order[:50].tolist()}
+        )
+    )
+
+
+def run_child(bank: Path, strategy: str, budget: int, mode: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(bank), strategy, str(budget), mode]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--budget", type=int, default=10000)
+    ap.add_argument("--strategies", default="prob,fds")
+    ap.add_argument(
+        "--plain-picks", type=int, default=300, help="picks timed for an extrapolated plain run"
+    )
+    ap.add_argument(
+        "--full-plain-below", type=int, default=100_001, help="pools below this run plain in full"
+    )
+    ap.add_argument("--dir", default=None, help="where to write the banks (default: a temp dir)")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child[0], a.child[1], int(a.child[2]), a.child[3])
+        return
+    rows = []
+    with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
+        for n in [int(s) for s in a.sizes.split(",")]:
+            bank = Path(tmp) / f"bank-{n}"
+            t0 = time.perf_counter()
+            size = write_bank(bank, n)
+            made = time.perf_counter() - t0
+            budget = min(a.budget, n)
+            for strategy in a.strategies.split(","):
+                pruned = run_child(bank, strategy, budget, "pruned")
+                full = n < a.full_plain_below
+                plain = run_child(
+                    bank, strategy, budget if full else min(a.plain_picks, budget), "plain"
+                )
+                plain_s = (
+                    plain["seconds"]
+                    if full
+                    else plain["seconds"] / min(a.plain_picks, budget) * budget
+                )
+                same = (
+                    pruned["order"][: len(plain["order"])] == plain["order"][: len(pruned["order"])]
+                )
+                rows.append({
+                    "images": n, "patterns": n * K, "bank_mb": round(size / 2**20, 1), "strategy": strategy,
+                    "budget": budget, "pruned_seconds": round(pruned["seconds"], 1),
+                    "pruned_peak_mb": round(pruned["peak_mb"], 1),
+                    "pruned_peak_over_bank": round(pruned["peak_mb"] / (size / 2**20), 2),
+                    "plain_seconds": round(plain_s, 1), "plain_extrapolated": not full,
+                    "plain_peak_mb": round(plain["peak_mb"], 1), "speedup": round(plain_s / pruned["seconds"], 2),
+                    "same_first_picks": same, "bank_write_seconds": round(made, 1),
+                })  # fmt: skip
+                print(json.dumps(rows[-1]), file=sys.stderr)
+            for p in bank.glob("*"):
+                p.unlink()
+    print(json.dumps({"benchmark": "scale", "patterns_per_image": K, "dim": DIM, "dtype": "float16",
+                      "machine": machine(), "rows": rows}, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
