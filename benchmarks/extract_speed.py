@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=256, help="images for the end-to-end run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
 
     from geal.backbones import create_backbone, two_pass_reference
@@ -94,6 +95,7 @@ def main() -> None:
         t = time.perf_counter()
         for _ in range(a.repeats):
             knowledge_clusters(out.tokens, out.saliency, idx)
+        _sync(x)
         km = (time.perf_counter() - t) / a.repeats / a.batch_size
 
     e2e = {}
@@ -112,7 +114,7 @@ def main() -> None:
     best = max(e2e.values(), key=lambda r: r["images_per_s"])
     print(json.dumps({
         "benchmark": "extract_speed", "model": a.model, "image_size": a.image_size,
-        "batch_size": a.batch_size, "weights": "random", "machine": machine(),
+        "batch_size": a.batch_size, "weights": "random", "device": str(bb.device), "machine": machine(),
         "forward_images_per_s": forward,
         "kmeans_seconds_per_image": round(km, 5),
         "kmeans_share_of_end_to_end": round(km * best["images_per_s"], 4),
