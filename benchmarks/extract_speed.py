@@ -46,16 +46,22 @@ def make_jpegs(root: Path, n: int, size: int = 224) -> None:
         Image.fromarray((img * 255).astype(np.uint8)).save(root / f"{i:05d}.jpg", quality=90)
 
 
+def _sync(x: torch.Tensor) -> None:
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
 def time_forward(fn, x: torch.Tensor, precision: str, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    with (
-        torch.inference_mode(),
-        torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"),
-    ):
+    bf16 = precision == "bf16"
+    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         fn(x[:4])
+        fn(x)
+        _sync(x)
         best = float("inf")
         for _ in range(repeats):
             t = time.perf_counter()
             fn(x)
+            _sync(x)
             best = min(best, time.perf_counter() - t)
     return x.shape[0] / best
 

@@ -68,7 +68,9 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=3000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--strategies", default="prob,fds")
-    ap.add_argument("--prune", default="auto", help="comma list of prune modes to compare (auto, off, on)")
+    ap.add_argument(
+        "--prune", default="auto", help="comma list of prune modes to compare (auto, off, on)"
+    )
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
