@@ -82,10 +82,10 @@ def main() -> None:
     from geal.patterns import knowledge_clusters
     from geal.pools import open_pool
 
-    bb = create_backbone(a.model, "random", "cpu", image_size=a.image_size)
+    bb = create_backbone(a.model, "random", a.device, image_size=a.image_size)
     x = torch.randn(
         a.batch_size, 3, a.image_size, a.image_size, generator=torch.Generator().manual_seed(0)
-    )
+    ).to(bb.device)
     forward = {}
     for prec in ("fp32", "bf16"):
         forward[prec] = {"single_pass": round(time_forward(bb, x, prec, a.repeats), 2)}
