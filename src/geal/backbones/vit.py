@@ -114,9 +114,10 @@ def _last_block_cls(
     q, k and v come from the block's qkv over every token (a large matrix product whose
     rows do not depend on the batch size); attention is formed for the CLS query only,
     in float32 even under autocast so the saliency does not inherit bf16 rounding. The
-    rest of the block runs on the CLS row alone, image by image: a [B, D] product would
-    take a different BLAS path for B = 1 than for B > 1 and break the guarantee that an
-    image's outputs do not depend on the batch it came in.
+    rest of the block runs on the CLS row alone, image by image on the CPU: a [B, D]
+    product would take a different BLAS path for B = 1 than for B > 1 and break the
+    guarantee that an image's outputs do not depend on the batch it came in (on a GPU,
+    where that guarantee does not hold for any kernel, the rows run batched).
     """
     attn = block.attn
     batch, length, _ = x.shape
@@ -134,6 +135,11 @@ def _last_block_cls(
         saliency = normalise_rows(probs[:, :, 0, num_prefix:].mean(dim=1))
         mixed = (probs @ v).transpose(1, 2).reshape(batch, 1, width)
         dtype = attn.proj.weight.dtype
+        if x.is_cuda:
+            # GPU kernels are not bit-stable across batch sizes anyway; one batched call
+            # instead of B tiny ones keeps the single pass faster than two passes
+            row = _finish_cls_row(block, mixed.to(dtype), h[:, :1].to(dtype), x[:, :1].to(dtype))
+            return saliency, row
         rows = [
             _finish_cls_row(
                 block,
