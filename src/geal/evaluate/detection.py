@@ -399,9 +399,9 @@ class DetectorRecipe:
     """
 
     input_size: int = 128
-    steps: int = 200
+    steps: int = 300
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 5e-3
     weight_decay: float = 1e-4
     warmup: int = 20
     width: int = 32
