@@ -19,6 +19,7 @@ EPILOG = """examples:
   geal run ./images --budget 100 --to ultralytics --out sel/      # a folder of images
   geal run VOCdevkit --budgets 1000,2000 --to voc --out sel/      # PASCAL VOC07+12
   geal run annotations/instances_train2017.json --budget 5000 --to coco --out sel/
+  geal export sel/ --to mmdet                                     # + mmdetection SSD300 config
   geal demo                                                       # offline demo + report
 """
 
@@ -122,7 +123,7 @@ def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> 
     g.add_argument(
         "--to",
         default="",
-        help="split files to write: voc, coco, indices, ultralytics (comma list)",
+        help="split files to write: voc, coco, indices, ultralytics, mmdet (comma list)",
     )
     g.add_argument("--name", default="geal", help="name used in split file names (default geal)")
 
@@ -188,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write split files from a selection directory (ranking.csv + selection.json).",
     )
     p.add_argument("dir", help="selection directory written by `geal select` or `geal run`")
-    p.add_argument("--to", required=True, help="voc, coco, indices, ultralytics (comma list)")
+    p.add_argument(
+        "--to", required=True, help="voc, coco, indices, ultralytics, mmdet (comma list)"
+    )
     p.add_argument(
         "--budget",
         type=int,
