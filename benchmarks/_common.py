@@ -16,21 +16,27 @@ def clustered_patterns(
     per_image: int = 5,
     dim: int = 384,
     *,
+    themes: int = 100,
     concepts: int = 2000,
     spread: float = 0.35,
     seed: int = 0,
     dtype: Any = np.float16,
     chunk: int = 65536,
 ) -> np.ndarray:
-    """Synthetic knowledge clusters shaped like a real bank.
+    """Synthetic knowledge clusters with the shape of a real bank.
 
-    Real patterns are not isotropic noise: images share visual concepts. Each image
-    draws its patterns from 1-3 of ``concepts`` random directions on the sphere, plus
-    Gaussian noise of relative size ``spread``. Isotropic noise would make every
-    pairwise distance equal (the worst case for any pruning, and unlike real features).
+    Real patterns are not isotropic noise: images share visual concepts, and concepts
+    come in families. Here ``concepts`` directions are drawn around ``themes`` random
+    directions (a two-level hierarchy); each image takes its patterns from 1-3 concepts
+    and adds Gaussian noise of relative size ``spread``. Isotropic noise would make
+    every pairwise distance equal, unlike real features and the worst case for pruning.
     """
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((concepts, dim)).astype(np.float32)
+    top = rng.standard_normal((themes, dim)).astype(np.float32)
+    top /= np.linalg.norm(top, axis=1, keepdims=True)
+    centres = top[rng.integers(0, themes, concepts)] + 0.8 * rng.standard_normal(
+        (concepts, dim)
+    ).astype(np.float32) / np.sqrt(dim)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     out = np.empty((n_images * per_image, dim), dtype=dtype)
     for a in range(0, n_images, chunk):
@@ -39,10 +45,10 @@ def clustered_patterns(
         own = rng.integers(0, concepts, size=(n, 3))
         which = rng.integers(0, 3, size=(n, per_image))
         ids = np.take_along_axis(own, which, axis=1).reshape(-1)
-        x = centres[ids] + rng.standard_normal((n * per_image, dim)).astype(np.float32) * (
+        noise = rng.standard_normal((n * per_image, dim)).astype(np.float32) * (
             spread / np.sqrt(dim)
         )
-        out[a * per_image : b * per_image] = x.astype(dtype)
+        out[a * per_image : b * per_image] = (centres[ids] + noise).astype(dtype)
     return out
 
 

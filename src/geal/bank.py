@@ -73,6 +73,12 @@ class Shard:
     patterns: np.ndarray  # [m, D]
     global_: np.ndarray | None  # [n, D]
     failed: list[dict[str, Any]]
+    mm: mmap.mmap | None = None
+
+    def release(self) -> None:
+        """Drop this shard's pages from memory (they are read again from disk if needed)."""
+        if self.mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self.mm.madvise(mmap.MADV_DONTNEED)
 
     @property
     def stop(self) -> int:
@@ -134,6 +140,14 @@ class PatternBank:
         """Yield ``(first_pattern, patterns)`` shard by shard, without copying."""
         for start, s in zip(self._pattern_starts, self.shards, strict=False):
             yield start, s.patterns
+
+    def pattern_blocks(self) -> list[np.ndarray]:
+        """The shards' pattern arrays in order (memory-mapped views, no copy)."""
+        return [s.patterns for s in self.shards]
+
+    def release_block(self, k: int) -> None:
+        """Let shard ``k``'s pages go once a reader has finished with them."""
+        self.shards[k].release()
 
     def patterns_array(self, dtype: Any = np.float32) -> np.ndarray:
         """All patterns as one array ``[M, D]`` (a copy; small banks and tests)."""
@@ -316,7 +330,7 @@ def read_shard(path: Path) -> Shard:
         ) from None
     if int(counts.sum()) != patterns.shape[0]:
         raise BankError(f"bank shard {path} is inconsistent; delete it and rerun `geal extract`")
-    return Shard(start, counts, patterns, arrays.get("global"), failed)
+    return Shard(start, counts, patterns, arrays.get("global"), failed, mm)
 
 
 class BankWriter:

@@ -19,6 +19,8 @@ EPILOG = """examples:
   geal run ./images --budget 100 --to ultralytics --out sel/      # a folder of images
   geal run VOCdevkit --budgets 1000,2000 --to voc --out sel/      # PASCAL VOC07+12
   geal run annotations/instances_train2017.json --budget 5000 --to coco --out sel/
+  geal run ./images --budget 100 --out sel/ --report              # ... and sel/report.html
+  geal report sel/ --screenshot report.png                        # report + its picture
   geal export sel/ --to mmdet                                     # + mmdetection SSD300 config
   geal demo                                                       # offline demo + report
 """
@@ -96,6 +98,12 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--overwrite", action="store_true", help="replace a bank made with other settings"
     )
+    g.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local (DataLoader workers) or ray (Ray Data actor pool; a cluster via RAY_ADDRESS)",
+    )
 
 
 def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> None:
@@ -121,11 +129,25 @@ def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> 
         "--chunk", type=int, default=65536, help="rows per distance block (bounds memory)"
     )
     g.add_argument(
+        "--prune",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="exact pruned distance updates for large banks (CPU, cosine; same ranking)",
+    )
+    g.add_argument(
         "--to",
         default="",
         help="split files to write: voc, coco, indices, ultralytics, mmdet (comma list)",
     )
     g.add_argument("--name", default="geal", help="name used in split file names (default geal)")
+
+
+def _report_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write OUT/report.html, a page showing the picks (see `geal report`)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--pool", default=None, help="the pool, if it moved since extraction")
     p.add_argument("--out", required=True, help="output directory")
+    _report_flag(p)
 
     p = sub.add_parser(
         "export",
@@ -219,6 +242,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--bank", default=None, help="bank directory (default: cache dir keyed by pool and options)"
     )
     p.add_argument("--out", required=True, help="output directory")
+    _report_flag(p)
+
+    p = sub.add_parser(
+        "report",
+        help="write an HTML page showing a selection",
+        description="Write DIR/report.html: the picks with their coverage radius, a random "
+        "pick of the same size, class counts, a map of the pool, the coverage curve and the "
+        "settings. One self-contained file (images embedded); opens offline in any browser.",
+    )
+    p.add_argument("dir", help="selection directory written by `geal select` or `geal run`")
+    p.add_argument("--pool", default=None, help="the pool, if it moved")
+    p.add_argument("--format", default="auto", help="pool format when --pool is given")
+    p.add_argument(
+        "--bank", default=None, help="the pattern bank (default: the one selection.json records)"
+    )
+    p.add_argument("--budget", type=int, default=None, help="budget to show (default: the largest)")
+    p.add_argument(
+        "--max-thumbs",
+        type=int,
+        default=200,
+        help="thumbnails at most for the picks and for the random pick (default 200)",
+    )
+    p.add_argument(
+        "--max-points",
+        type=int,
+        default=20000,
+        help="pool images drawn on the map at most (default 20000)",
+    )
+    p.add_argument(
+        "--projection",
+        default="auto",
+        choices=["auto", "pca", "umap"],
+        help="map projection (default auto: UMAP if umap-learn is installed, else PCA)",
+    )
+    p.add_argument("--out", default=None, help="HTML file (default DIR/report.html)")
+    p.add_argument(
+        "--screenshot",
+        default=None,
+        metavar="PNG",
+        help="then open the page in headless Chromium, check every thumbnail renders, and "
+        "save what it shows as PNG (e.g. docs/report.png)",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output"
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
+    )
 
     p = sub.add_parser(
         "demo",
@@ -302,13 +373,23 @@ def cmd_select(a: argparse.Namespace) -> int:
         name=a.name,
         device=a.device,
         chunk=a.chunk,
+        prune=a.prune,
         progress=False if a.quiet else None,
         extra={"bank": str(Path(a.bank).resolve())},
     )
     print(
         f"selected {max(budgets)} of {bank.n} images with {a.strategy} in {res.seconds:.1f} s -> {a.out}"
     )
+    if a.report:
+        _write_report(a, pool, bank)
     return 0
+
+
+def _write_report(a: argparse.Namespace, pool: Any, bank: Any) -> None:
+    from geal.report import write_report
+
+    path = write_report(a.out, pool=pool, bank=bank, progress=False if a.quiet else None)
+    print(f"wrote {path}")
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -369,12 +450,39 @@ def cmd_run(a: argparse.Namespace) -> int:
         name=a.name,
         device=a.device,
         chunk=a.chunk,
+        prune=a.prune,
         progress=False if a.quiet else None,
         extra={"bank": str(summary.bank), "extract_seconds": round(summary.seconds, 3)},
     )
     print(f"select: {max(budgets)} of {bank.n} images with {a.strategy} in {res.seconds:.1f} s")
     for f in res.files:
         print(f"wrote {f}")
+    if a.report:
+        _write_report(a, pool, bank)
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from geal.bank import PatternBank
+    from geal.pools import open_pool
+    from geal.report import screenshot, write_report
+
+    bank = PatternBank.open(a.bank) if a.bank else None
+    pool = open_pool(a.pool, a.format) if a.pool else None
+    path = write_report(
+        a.dir,
+        pool=pool,
+        bank=bank,
+        budget=a.budget,
+        out=a.out,
+        max_thumbs=a.max_thumbs,
+        max_points=a.max_points,
+        projection=a.projection,
+        progress=False if a.quiet else None,
+    )
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    if a.screenshot:
+        print(f"wrote {screenshot(path, a.screenshot)}")
     return 0
 
 
@@ -387,6 +495,7 @@ COMMANDS = {
     "select": cmd_select,
     "export": cmd_export,
     "run": cmd_run,
+    "report": cmd_report,
     "demo": cmd_demo,
 }
 

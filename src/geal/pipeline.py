@@ -108,6 +108,7 @@ def run_selection(
     name: str = "geal",
     device: str = "cpu",
     chunk: int = 65536,
+    prune: str = "auto",
     progress: bool | None = None,
     extra: dict[str, Any] | None = None,
 ) -> SelectionResult:
@@ -128,7 +129,7 @@ def run_selection(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    opts: dict[str, Any] = {"device": device, "chunk": chunk, "progress": progress}
+    opts: dict[str, Any] = {"device": device, "chunk": chunk, "prune": prune, "progress": progress}
     journal = out / JOURNAL
     key = {"bank": bank.manifest_hash()}
     top = select(

@@ -190,3 +190,62 @@ def test_interrupted_selection_resumes(tmp_path: Path) -> None:
     resumed = select(bank, 120, "prob", seed=2, journal=journal)
     assert np.array_equal(full.order, resumed.order)
     assert np.array_equal(full.radius, resumed.radius)
+
+
+def clustered_bank(seed: int, n: int, dim: int = 16, concepts: int = 12) -> PatternBank:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((concepts, dim))
+    counts = rng.integers(1, 6, size=n)
+    ids = rng.integers(0, concepts, size=int(counts.sum()))
+    pats = (centres[ids] + 0.2 * rng.standard_normal((ids.size, dim))).astype(np.float32)
+    return PatternBank.from_arrays(pats, counts)
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(20, 150),
+    strategy=st.sampled_from(["fds", "prob"]),
+    clustered=st.booleans(),
+    data=st.data(),
+)
+def test_pruned_ranking_equals_plain(
+    seed: int, n: int, strategy: str, clustered: bool, data: st.DataObject
+) -> None:
+    bank = clustered_bank(seed, n) if clustered else random_bank(seed, n, dim=12, empty=2)
+    valid = np.flatnonzero(bank.valid)
+    labeled = data.draw(st.lists(st.sampled_from(valid.tolist()), max_size=20, unique=True))
+    budget = (
+        data.draw(st.integers(1, len(valid) - len(labeled))) if len(valid) > len(labeled) else 0
+    )
+    if budget == 0:
+        return
+    plain = select(bank, budget, strategy, seed=seed, labeled=labeled, prune="off")
+    pruned = select(bank, budget, strategy, seed=seed, labeled=labeled, prune="on")
+    assert np.array_equal(plain.order, pruned.order)
+    assert np.array_equal(plain.radius, pruned.radius)
+
+
+def test_pruning_skips_work_on_clustered_banks() -> None:
+    from geal.sampling.geal import pattern_coverage
+
+    bank = clustered_bank(0, 3000, dim=32, concepts=20)
+    cov = pattern_coverage(bank, prune="on")
+    rng = np.random.default_rng(0)
+    cov.add([0])
+    for _ in range(200):
+        cov.add([cov.draw(rng)])
+    full = 201 * bank.n_patterns
+    assert cov.visited < 0.5 * full  # type: ignore[union-attr]
+    d = cov.distances()
+    plain = pattern_coverage(bank, prune="off")
+    plain.add(np.flatnonzero(cov.picked).tolist())
+    assert np.array_equal(d, plain.distances())
+
+
+def test_prune_option_is_checked() -> None:
+    bank = random_bank(0, 20)
+    with pytest.raises(SelectionError, match="cosine"):
+        select(bank, 3, "fds", prune="on", distance="euclidean")
+    with pytest.raises(SelectionError, match="auto, on or off"):
+        select(bank, 3, "fds", prune="maybe")

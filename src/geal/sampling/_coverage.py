@@ -14,7 +14,8 @@ and takes the first pattern whose running weight exceeds u.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,6 +27,29 @@ log = logging.getLogger(__name__)
 
 DISTANCES = ("cosine", "euclidean")
 INIT = 4.0  # above any cosine distance; "not covered yet"
+
+
+class CoverageState(Protocol):
+    """What the greedy loop needs from a coverage state (plain or pruned)."""
+
+    counts: np.ndarray
+    picked: np.ndarray
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def selectable(self) -> np.ndarray: ...
+
+    def add(self, images: Sequence[int]) -> None: ...
+
+    def radius(self) -> float: ...
+
+    def farthest(self) -> int: ...
+
+    def draw(self, rng: np.random.Generator) -> int: ...
+
+    def distances(self) -> np.ndarray: ...
 
 
 def quantize(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +81,8 @@ class Coverage:
         device: ``cpu``, ``cuda`` or ``auto``.
         chunk: rows per matrix product when many images are added at once (memory bound).
         block: patterns per bookkeeping block on the CPU.
+        release: called with a block's position once it has been read (lets a bank drop
+            the pages of a memory-mapped shard).
     """
 
     def __init__(
@@ -68,6 +94,7 @@ class Coverage:
         device: str = "cpu",
         chunk: int = 65536,
         block: int = 4096,
+        release: Callable[[int], None] | None = None,
     ):
         if distance not in DISTANCES:
             raise SelectionError(f"unknown distance {distance!r}; use {' or '.join(DISTANCES)}")
@@ -77,15 +104,23 @@ class Coverage:
         self.offsets = np.zeros(self.counts.shape[0] + 1, dtype=np.int64)
         np.cumsum(self.counts, out=self.offsets[1:])
         self.owner = np.repeat(np.arange(self.counts.shape[0], dtype=np.int64), self.counts)
-        parts, norms = [], []
-        for b in blocks:
-            u, nrm = quantize(b)
-            parts.append(u)
-            norms.append(nrm)
-        self.units = np.concatenate(parts) if parts else np.zeros((0, 1), np.uint16)
-        self.norms = np.concatenate(norms) if norms else np.zeros(0, np.float32)
-        if self.units.shape[0] != self.offsets[-1]:
+        blocks = list(blocks)
+        m = int(self.offsets[-1])
+        if sum(int(b.shape[0]) for b in blocks) != m:
             raise ValueError("vector count does not match counts")
+        dim = int(blocks[0].shape[1]) if blocks else 1
+        # the grid copy is filled block by block: peak memory is the copy plus one chunk
+        self.units = np.empty((m, dim), np.uint16)
+        self.norms = np.empty(m, np.float32)
+        at = 0
+        for k, b in enumerate(blocks):
+            for a in range(0, b.shape[0], chunk):
+                u, nrm = quantize(b[a : a + chunk])
+                self.units[at : at + u.shape[0]] = u
+                self.norms[at : at + u.shape[0]] = nrm
+                at += u.shape[0]
+            if release is not None:
+                release(k)
         self.euclid = distance == "euclidean"
         self.distance = distance
         # weights must stay below 2^32 per pattern: scale distances into [0, 4)
@@ -97,7 +132,6 @@ class Coverage:
         self.block = block
         self.device = resolve_device(device)
         self.picked = np.zeros(self.counts.shape[0], dtype=bool)
-        m = self.units.shape[0]
         init = np.float32(INIT if not self.euclid else 2.0 * (self.norms.max() if m else 1.0) + 1.0)
         self._init = init
         self.d = np.full(m, init, dtype=np.float32)

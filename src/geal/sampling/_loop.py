@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from geal.errors import SelectionError
-from geal.sampling._coverage import Coverage
+from geal.sampling._coverage import CoverageState
 from geal.sampling.base import Ranking
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[Coverage, int, np.random.Generator], int]
+Step = Callable[[CoverageState, int, np.random.Generator], int]
 
 
 def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:
@@ -100,7 +100,7 @@ class Journal:
 
 
 def greedy(
-    cov: Coverage,
+    cov: CoverageState,
     budget: int,
     step: Step,
     *,

@@ -26,7 +26,7 @@ as the plain sampler does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -36,18 +36,32 @@ from geal.errors import SelectionError
 from geal.sampling import _kernels as K
 from geal.sampling._coverage import INIT, quantize
 
+
+def _grid_f32(block: np.ndarray) -> np.ndarray:
+    return quantize(block)[0].view(np.float16).astype(np.float32)
+
+
 log = logging.getLogger(__name__)
 
-MARGIN = np.float32(1e-4)  # >> float32 error of the centre distances (~1e-6)
+MARGIN = np.float32(1e-4)  # on distances: >> float32 rounding in the bound arithmetic
+E_MARGIN = 1e-3  # on e(q, c) from float32 products: >> their error for e > 0.1
 IMG_BLOCK = 1024
 
 
 @njit(inline="always")
 def _bound(eqc: np.float32, epc: np.float32, psq: np.float32, qsq: np.float32) -> np.float32:
-    """Lower bound on the cosine distance from |e(q,c) - e(p,c)|, minus the safety margin."""
+    """Lower bound on the cosine distance from |e(q,c) - e(p,c)|, minus the safety margins.
+
+    ``eqc`` is known to within E_MARGIN; a negative ``eqc`` means "no bound".
+    """
+    if eqc < 0:
+        return np.float32(-10.0)
     lb = eqc - epc
     if lb < 0:
         lb = -lb
+    lb = lb - np.float32(E_MARGIN)
+    if lb < 0:
+        lb = np.float32(0.0)
     return np.float32(1.0) - (psq + qsq - lb * lb) * np.float32(0.5) - MARGIN
 
 
@@ -173,9 +187,10 @@ def _recount(
         garg[g] = arg
 
 
-def _spherical_kmeans(x: np.ndarray, g: int, seed: int, iters: int = 10) -> np.ndarray:
-    """Coarse unit centres for grouping (quality only affects speed, never results)."""
-    t = torch.from_numpy(x)
+def _spherical_kmeans(x: np.ndarray, g: int, seed: int, iters: int = 8) -> np.ndarray:
+    """Coarse unit centres for grouping (their quality only affects speed, never results)."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    g = max(1, min(g, t.shape[0]))
     gen = torch.Generator().manual_seed(seed)
     c = t[torch.randperm(t.shape[0], generator=gen)[:g]].clone()
     for _ in range(iters):
@@ -187,18 +202,59 @@ def _spherical_kmeans(x: np.ndarray, g: int, seed: int, iters: int = 10) -> np.n
     return c.numpy()
 
 
+class _Grouping:
+    """Two-level spherical k-means: ``coarse`` centres, each split into fine groups."""
+
+    def __init__(self, sample: np.ndarray, n_groups: int, seed: int):
+        n_coarse = int(np.clip(round(np.sqrt(n_groups)), 1, 256))
+        self.coarse = _spherical_kmeans(sample, n_coarse, seed)
+        own = (sample @ self.coarse.T).argmax(1)
+        fine, self.first = [], [0]
+        for j in range(self.coarse.shape[0]):
+            part = sample[own == j]
+            want = max(1, round(n_groups * part.shape[0] / max(sample.shape[0], 1)))
+            f = (
+                _spherical_kmeans(part, want, seed + 1 + j)
+                if part.shape[0]
+                else self.coarse[j : j + 1]
+            )
+            fine.append(f)
+            self.first.append(self.first[-1] + f.shape[0])
+        self.fine = fine
+        self.centres = np.concatenate(fine)
+
+    def assign(self, x: np.ndarray) -> np.ndarray:
+        own = (x @ self.coarse.T).argmax(1)
+        out = np.empty(x.shape[0], np.int64)
+        for j in np.unique(own):
+            rows = np.flatnonzero(own == j)
+            out[rows] = self.first[j] + (x[rows] @ self.fine[j].T).argmax(1)
+        return out
+
+
 class PrunedCoverage:
-    """Drop-in for :class:`Coverage` (cosine, CPU) that skips patterns that cannot change."""
+    """Drop-in for :class:`Coverage` (cosine, CPU) that skips patterns that cannot change.
+
+    Args:
+        blocks: the patterns in canonical order, in blocks (read twice, never copied
+            whole: peak memory is the grid copy plus one block).
+        counts: patterns per image.
+        group_size: mean patterns per group; smaller groups prune more but cost more
+            per pick (one distance per group).
+        release: called with a block's position once it has been read (lets a bank drop
+            the pages of a memory-mapped shard).
+    """
 
     def __init__(
         self,
-        blocks: Iterable[np.ndarray],
+        blocks: Sequence[np.ndarray],
         counts: np.ndarray,
         *,
-        groups: int | None = None,
+        group_size: int = 256,
         chunk: int = 65536,
-        sample: int = 50_000,
+        sample: int = 100_000,
         seed: int = 0,
+        release: Callable[[int], None] | None = None,
     ):
         self.counts = np.asarray(counts, dtype=np.int64)
         n = self.counts.shape[0]
@@ -206,52 +262,65 @@ class PrunedCoverage:
         np.cumsum(self.counts, out=self.offsets[1:])
         m = int(self.offsets[-1])
         self.chunk = chunk
-        owner_c = np.repeat(np.arange(n, dtype=np.int64), self.counts)
-        # 1. quantise (canonical order), keeping only the grid copy
-        parts = [quantize(b)[0] for b in blocks]
-        units_c = np.concatenate(parts) if parts else np.zeros((0, 1), np.uint16)
-        del parts
-        if units_c.shape[0] != m:
+        if sum(int(b.shape[0]) for b in blocks) != m:
             raise ValueError("vector count does not match counts")
-        g = groups or int(np.clip(round(np.sqrt(max(m, 1)) / 2), 1, 4096))
-        g = max(1, min(g, m))
+        dim = int(blocks[0].shape[1]) if blocks else 1
+        owner_c = np.repeat(np.arange(n, dtype=np.int64), self.counts)
+        # 1. groups from a sample of the patterns
         rng = np.random.default_rng([seed, 0x67726F75])
         pick = (
             np.sort(rng.choice(m, size=min(sample, m), replace=False))
             if m
             else np.zeros(0, np.int64)
         )
-        centres = _spherical_kmeans(units_c[pick].view(np.float16).astype(np.float32), g, seed)
-        # 2. assign every pattern to its nearest centre, chunk by chunk
+        starts = np.cumsum([0] + [int(b.shape[0]) for b in blocks])
+        rows = []
+        for k, blk in enumerate(blocks):
+            sel = pick[(pick >= starts[k]) & (pick < starts[k + 1])] - starts[k]
+            rows.append(_grid_f32(blk[sel]))
+        smp = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
+        grouping = _Grouping(smp, max(1, m // group_size), seed)
+        g = grouping.centres.shape[0]
+        # 2. assign every pattern, block by block
         assign = np.empty(m, np.int64)
-        for a in range(0, m, chunk):
-            x = units_c[a : a + chunk].view(np.float16).astype(np.float32)
-            assign[a : a + chunk] = (x @ centres.T).argmax(1)
+        for k, blk in enumerate(blocks):
+            for a in range(0, blk.shape[0], chunk):
+                x = _grid_f32(blk[a : a + chunk])
+                assign[starts[k] + a : starts[k] + a + x.shape[0]] = grouping.assign(x)
+            if release is not None:
+                release(k)
         order = np.argsort(assign, kind="stable")
         self.goff = np.zeros(g + 1, np.int64)
         np.cumsum(np.bincount(assign, minlength=g), out=self.goff[1:])
         self.perm = order.astype(np.int64)
         self.inv = np.empty(m, np.int64)
         self.inv[self.perm] = np.arange(m, dtype=np.int64)
-        # 3. group-ordered copy (in place of the canonical one) and per-pattern bounds
-        self.units = units_c[self.perm]
-        del units_c
-        self.owner = owner_c[self.perm]
-        self.owner_c = owner_c
+        del order
+        # 3. group-ordered grid copy and per-pattern bounds, block by block
+        self.units = np.empty((m, dim), np.uint16)
         self.psq = np.empty(m, np.float32)
         self.epc = np.empty(m, np.float32)
-        # centre distances in float64: no cancellation error worth the name (see MARGIN)
-        c64 = centres.astype(np.float64)
-        csq = (c64**2).sum(1)
-        gof = assign[self.perm]
-        for a in range(0, m, chunk):
-            x = self.units[a : a + chunk].view(np.float16).astype(np.float64)
-            sq = (x * x).sum(1)
-            dot = np.einsum("ij,ij->i", x, c64[gof[a : a + chunk]])
-            self.psq[a : a + chunk] = sq.astype(np.float32)  # exact: grid squares
-            self.epc[a : a + chunk] = np.sqrt(np.maximum(sq + csq[gof[a : a + chunk]] - 2 * dot, 0))
-        self.centres = c64
-        self.csq = csq
+        c64 = grouping.centres.astype(np.float64)
+        for k, blk in enumerate(blocks):
+            for a in range(0, blk.shape[0], chunk):
+                u = quantize(blk[a : a + chunk])[0]
+                canon = np.arange(starts[k] + a, starts[k] + a + u.shape[0])
+                pos = self.inv[canon]
+                self.units[pos] = u
+                x = u.view(np.float16).astype(np.float64)
+                sq = (x * x).sum(1)
+                cg = c64[assign[canon]]
+                # centre distances in float64: no cancellation error worth the name
+                e2 = sq + (cg * cg).sum(1) - 2 * np.einsum("ij,ij->i", x, cg)
+                self.psq[pos] = sq.astype(np.float32)  # exact: sums of grid squares
+                self.epc[pos] = np.sqrt(np.maximum(e2, 0))
+            if release is not None:
+                release(k)
+        del assign
+        self.owner = owner_c[self.perm]
+        self.owner_c = owner_c
+        self.centres32 = grouping.centres.astype(np.float32)
+        self.csq = (c64 * c64).sum(1)
         self.g = g
         self.scale = np.float32(K.WSCALE)
         self.picked = np.zeros(n, dtype=bool)
@@ -263,6 +332,13 @@ class PrunedCoverage:
         self.nchanged = np.zeros(g, np.int64)
         self.wimg = np.zeros(n, np.int64)
         self.wblk = np.zeros((n + IMG_BLOCK - 1) // IMG_BLOCK, np.int64)
+        self._rad = np.zeros(g, np.float64)
+        self._sqmax = np.zeros(g, np.float64)
+        for j in range(g):
+            a, b = self.goff[j], self.goff[j + 1]
+            if b > a:
+                self._rad[j] = self.epc[a:b].max()
+                self._sqmax[j] = self.psq[a:b].max()
         self._recount_all()
         self.visited = 0  # patterns of visited groups, for the benchmark
 
@@ -322,10 +398,15 @@ class PrunedCoverage:
             self._add_many(q, rows)
             return
         qsq = (q * q).sum(1, dtype=np.float32)
-        q64 = q.astype(np.float64)
-        dot = q64 @ self.centres.T
-        eqc64 = np.sqrt(np.maximum((q64 * q64).sum(1)[:, None] + self.csq[None, :] - 2 * dot, 0))
-        eqc = eqc64.astype(np.float32)
+        # distances to the G centres: float32 products (the bulk of the per-pick cost
+        # when G is large) with an error far below E_MARGIN for distances above 0.1
+        dot = (q @ self.centres32.T).astype(np.float64)
+        eqc64 = np.sqrt(
+            np.maximum(qsq.astype(np.float64)[:, None] + self.csq[None, :] - 2 * dot, 0)
+        )
+        near = eqc64 < 0.1  # too close for a safe bound: no bound, those rows are computed
+        eqc = np.where(near, -1.0, eqc64).astype(np.float32)
+        eqc64 = np.where(near, 0.0, eqc64 - E_MARGIN)
         # remove the picked patterns first; their groups must recount their maximum
         own = np.unique(np.searchsorted(self.goff, rows, side="right") - 1)
         for i in images:
@@ -334,8 +415,7 @@ class PrunedCoverage:
             self.wblk[i // IMG_BLOCK] -= w
         self.d[rows] = -1.0
         # 2. group-level bound: min over q of the distance bound to any member
-        rad = self._radius_of_groups()
-        lb = np.maximum(eqc64 - rad[None, :], 0)
+        lb = np.maximum(eqc64 - self._rad[None, :], 0)
         dlb = (1.0 - (self._sqmax[None, :] + qsq[:, None] - lb * lb) * 0.5).min(0) - MARGIN
         visit = np.flatnonzero(dlb < self.gmax)
         visit = np.union1d(visit, own).astype(np.int64)
@@ -350,19 +430,6 @@ class PrunedCoverage:
         )  # fmt: skip
 
     # --- helpers ------------------------------------------------------------------------
-    def _radius_of_groups(self) -> np.ndarray:
-        if not hasattr(self, "_rad"):
-            rad = np.zeros(self.g, np.float64)
-            sqmax = np.zeros(self.g, np.float64)
-            for g in range(self.g):
-                a, b = self.goff[g], self.goff[g + 1]
-                if b > a:
-                    rad[g] = self.epc[a:b].max()
-                    sqmax[g] = self.psq[a:b].max()
-            self._rad = rad
-            self._sqmax = sqmax
-        return self._rad
-
     def _add_many(self, q: np.ndarray, rows: np.ndarray) -> None:
         m = self.units.shape[0]
         for a in range(0, m, self.chunk):

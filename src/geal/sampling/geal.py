@@ -14,31 +14,73 @@ Both start from the labeled images, or from one seeded random image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geal.sampling._coverage import Coverage
+from geal.errors import SelectionError
+from geal.sampling._coverage import Coverage, resolve_device
 from geal.sampling._loop import greedy
+from geal.sampling._pruned import PrunedCoverage
 from geal.sampling.base import Ranking, register_sampler
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
 
 
-def pattern_coverage(
-    bank: PatternBank, *, distance: str = "cosine", device: str = "cpu", chunk: int = 65536
-) -> Coverage:
-    """Coverage state over the bank's patterns (read shard by shard)."""
+PRUNE_MIN_PATTERNS = 200_000  # below this a plain pass is as fast as the bookkeeping
+
+
+def make_coverage(
+    blocks: list[np.ndarray],
+    counts: np.ndarray,
+    *,
+    distance: str = "cosine",
+    device: str = "cpu",
+    chunk: int = 65536,
+    prune: str | bool = "auto",
+    release: Callable[[int], None] | None = None,
+) -> Coverage | PrunedCoverage:
+    """The coverage state for ``blocks``: exact plain passes, or exact pruned ones.
+
+    ``prune``: ``auto`` prunes on the CPU with the cosine distance from
+    :data:`PRUNE_MIN_PATTERNS` patterns up; ``on``/``off`` force it. Both give the same
+    ranking (see ``_pruned``); pruning only changes the time.
+    """
+    m = int(np.asarray(counts).sum())
+    dev = resolve_device(device)
+    if prune in (True, "on"):
+        if distance != "cosine" or dev.type != "cpu":
+            raise SelectionError("--prune on works with the cosine distance on the CPU")
+        use = True
+    elif prune in (False, "off"):
+        use = False
+    elif prune == "auto":
+        use = distance == "cosine" and dev.type == "cpu" and m >= PRUNE_MIN_PATTERNS
+    else:
+        raise SelectionError(f"--prune takes auto, on or off, not {prune!r}")
+    if use:
+        return PrunedCoverage(blocks, counts, chunk=chunk, release=release)
     return Coverage(
-        (blk for _, blk in bank.iter_blocks()),
-        bank.counts,
-        distance=distance,
-        device=device,
-        chunk=chunk,
+        blocks, counts, distance=distance, device=str(dev), chunk=chunk, release=release
     )
+
+
+def pattern_coverage(
+    bank: PatternBank,
+    *,
+    distance: str = "cosine",
+    device: str = "cpu",
+    chunk: int = 65536,
+    prune: str | bool = "auto",
+) -> Coverage | PrunedCoverage:
+    """Coverage state over the bank's patterns, read shard by shard."""
+    return make_coverage(
+        bank.pattern_blocks(), bank.counts, distance=distance, device=device, chunk=chunk,
+        prune=prune, release=bank.release_block,
+    )  # fmt: skip
 
 
 def _run(
@@ -55,15 +97,16 @@ def _run(
         distance=distance,
         device=options.get("device", "cpu"),
         chunk=options.get("chunk", 65536),
+        prune=options.get("prune", "auto"),
     )
     if name == "fds":
 
-        def step(c: Coverage, t: int, rng: np.random.Generator) -> int:
-            return c.farthest()
+        def step(c: Any, t: int, rng: np.random.Generator) -> int:
+            return int(c.farthest())
     else:
 
-        def step(c: Coverage, t: int, rng: np.random.Generator) -> int:
-            return c.draw(rng)
+        def step(c: Any, t: int, rng: np.random.Generator) -> int:
+            return int(c.draw(rng))
 
     journal = options.get("journal")
     return greedy(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geal.sampling._coverage import Coverage
+from geal.sampling._coverage import Coverage, CoverageState
 from geal.sampling._global import DEFAULT_CHUNK
 from geal.sampling._loop import greedy
 from geal.sampling.base import Ranking, register_sampler
@@ -63,7 +63,7 @@ def kcenter(
         chunk=int(options.get("chunk", DEFAULT_CHUNK)),
     )
 
-    def step(c: Coverage, t: int, rng: np.random.Generator) -> int:
+    def step(c: CoverageState, t: int, rng: np.random.Generator) -> int:
         return c.farthest()
 
     journal = options.get("journal")
