@@ -77,6 +77,8 @@ def test_composite_boxes_lie_inside_the_canvas_with_valid_classes(tmp_path: Path
     assert min(counts) >= 1 and max(counts) <= 6
     assert len(set(counts)) >= 3  # the object count varies from image to image
     assert "not natural images" in doc["info"]["description"]
+    backgrounds = doc["info"]["backgrounds"]
+    assert all(0 <= image["background"] < len(backgrounds) for image in doc["images"])
 
 
 def test_boxes_are_tight_and_the_background_shows_around_each_object(tmp_path: Path) -> None:

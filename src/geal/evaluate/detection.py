@@ -65,13 +65,17 @@ def load_backgrounds(names: Sequence[str] = BACKGROUND_PHOTOS) -> list[np.ndarra
 
     Photos missing from the installed scikit-image are skipped with a log line.
     """
+    return list(_named_backgrounds(names).values())
+
+
+def _named_backgrounds(names: Sequence[str]) -> dict[str, np.ndarray]:
     try:
         from skimage import data as skdata
-    except ImportError as exc:  # pragma: no cover - scikit-image is in the demo extra
+    except ImportError as exc:  # pragma: no cover - scikit-image is in the eval extra
         raise GealError(
             "composite pools draw their backgrounds from scikit-image: pip install scikit-image"
         ) from exc
-    out = []
+    out = {}
     for name in names:
         try:
             photo = np.asarray(getattr(skdata, name)())
@@ -82,15 +86,18 @@ def load_backgrounds(names: Sequence[str] = BACKGROUND_PHOTOS) -> list[np.ndarra
             photo = (np.clip(photo, 0, 1) * 255).astype(np.uint8)
         if photo.ndim == 2:
             photo = np.repeat(photo[..., None], 3, axis=2)
-        out.append(np.ascontiguousarray(photo[..., :3]))
+        out[name] = np.ascontiguousarray(photo[..., :3])
     if not out:
         raise GealError("no scikit-image background photo could be loaded")
     return out
 
 
-def _background(photos: Sequence[np.ndarray], canvas: int, rng: np.random.Generator) -> np.ndarray:
-    """A random square crop (between the canvas size and the photo's short side) resized."""
-    photo = photos[int(rng.integers(len(photos)))]
+def _background(
+    photos: Sequence[np.ndarray], canvas: int, rng: np.random.Generator
+) -> tuple[int, np.ndarray]:
+    """A random photo's index and a random square crop of it (canvas size to short side)."""
+    which = int(rng.integers(len(photos)))
+    photo = photos[which]
     h, w = photo.shape[:2]
     short = min(h, w)
     side = int(rng.integers(min(canvas, short), short + 1))
@@ -99,7 +106,9 @@ def _background(photos: Sequence[np.ndarray], canvas: int, rng: np.random.Genera
     crop = Image.fromarray(photo[y : y + side, x : x + side])
     if rng.random() < 0.5:
         crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(crop.resize((canvas, canvas), Image.Resampling.BILINEAR), dtype=np.float32)
+    return which, np.asarray(
+        crop.resize((canvas, canvas), Image.Resampling.BILINEAR), dtype=np.float32
+    )
 
 
 def _object(
@@ -172,7 +181,9 @@ def build_composite_pool(
 
     Layout: ``out/annotations/instances_<split>.json`` and ``out/<split>/NNNNNN.png``,
     which :func:`geal.pools.open_pool` reads as a ``coco`` pool. Image ``i`` depends only
-    on ``(seed, i)``, so the same arguments write the same pool.
+    on ``(seed, i)``, so the same arguments write the same pool. Each image entry also
+    records its ``background`` (an index into ``info["backgrounds"]``), for analyses of
+    what a selection picked.
 
     Args:
         objects: a labeled pool; its ``classes`` (or Fashion-MNIST's names for ten
@@ -201,7 +212,11 @@ def build_composite_pool(
     present = np.array([c for c in range(n_classes) if by_class[c].size])
     weights = class_weights(n_classes, class_ratio)[present]
     weights /= weights.sum()
-    photos = list(backgrounds) if backgrounds is not None else load_backgrounds()
+    if backgrounds is None:
+        named = _named_backgrounds(BACKGROUND_PHOTOS)
+        photos, photo_names = list(named.values()), list(named)
+    else:
+        photos, photo_names = list(backgrounds), [f"photo {k}" for k in range(len(backgrounds))]
 
     out = Path(out)
     image_dir = out / split
@@ -211,7 +226,7 @@ def build_composite_pool(
     log_lo, log_hi = math.log(object_size[0]), math.log(object_size[1])
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        img = _background(photos, canvas, rng)
+        background, img = _background(photos, canvas, rng)
         boxes: list[list[float]] = []
         for _ in range(int(rng.integers(lo, hi + 1))):
             cls = int(rng.choice(present, p=weights))
@@ -255,7 +270,15 @@ def build_composite_pool(
             )
         file_name = f"{i + 1:06d}.png"
         Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8)).save(image_dir / file_name)
-        images.append({"id": i + 1, "file_name": file_name, "width": canvas, "height": canvas})
+        images.append(
+            {
+                "id": i + 1,
+                "file_name": file_name,
+                "width": canvas,
+                "height": canvas,
+                "background": background,
+            }
+        )
 
     doc = {
         "info": {
@@ -267,6 +290,7 @@ def build_composite_pool(
             "object_size": list(object_size),
             "max_overlap": max_overlap,
             "class_ratio": class_ratio,
+            "backgrounds": photo_names,
         },
         "images": images,
         "annotations": annotations,
