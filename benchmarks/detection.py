@@ -108,7 +108,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="detector steps (default: recipe)")
     ap.add_argument("--workers", type=int, default=2, help="detector trainings in parallel")
     ap.add_argument("--no-reference", action="store_true", help="skip training on the whole pool")
+    ap.add_argument(
+        "--from-json", default=None, help="only redraw the png and md from a saved detection.json"
+    )
     args = ap.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        out = Path(args.out)
+        _plot(saved, out / "detection.png")
+        _markdown(saved, out / "detection.md")
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("geal.pools").setLevel(logging.WARNING)
     t_start = time.perf_counter()
@@ -277,6 +286,7 @@ def _plot(result: dict[str, Any], path: Path) -> None:
                 label=f"all {result['pool']['images']} images",
             )
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(budgets, [str(b) for b in budgets])
         ax.set_xlabel("budget (images)")
         ax.set_title(title, fontsize=10)
