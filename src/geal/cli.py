@@ -22,6 +22,7 @@ EPILOG = """examples:
   geal run annotations/instances_train2017.json --budget 5000 --to coco --out sel/
   geal run ./images --budget 100 --out sel/ --report              # ... and sel/report.html
   geal report sel/ --screenshot report.png                        # report + its picture
+  geal export sel/ --to mmdet                                     # + mmdetection SSD300 config
   geal demo                                                       # offline demo + report
 """
 
@@ -137,7 +138,7 @@ def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> 
     g.add_argument(
         "--to",
         default="",
-        help="split files to write: voc, coco, indices, ultralytics (comma list)",
+        help="split files to write: voc, coco, indices, ultralytics, mmdet (comma list)",
     )
     g.add_argument("--name", default="geal", help="name used in split file names (default geal)")
 
@@ -212,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write split files from a selection directory (ranking.csv + selection.json).",
     )
     p.add_argument("dir", help="selection directory written by `geal select` or `geal run`")
-    p.add_argument("--to", required=True, help="voc, coco, indices, ultralytics (comma list)")
+    p.add_argument(
+        "--to", required=True, help="voc, coco, indices, ultralytics, mmdet (comma list)"
+    )
     p.add_argument(
         "--budget",
         type=int,

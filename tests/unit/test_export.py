@@ -48,7 +48,7 @@ def leftovers(root: Path) -> list[Path]:
 
 
 def test_registry_names_every_exporter(tmp_path: Path) -> None:
-    assert set(EXPORTERS) == {"voc", "coco", "indices", "csv", "ultralytics"}
+    assert set(EXPORTERS) == {"voc", "coco", "indices", "csv", "ultralytics", "mmdet"}
     pool = open_pool(make_folder_pool(tmp_path / "imgs", 1).path)
     with pytest.raises(GealError, match="unknown export format 'yolo'"):
         export("yolo", pool, ranking([0]), 1, tmp_path / "out")
@@ -217,8 +217,9 @@ def test_ranking_csv_of_a_container_pool_has_empty_paths(tmp_path: Path) -> None
 def test_ultralytics_list_reads_back_as_a_list_pool(tmp_path: Path) -> None:
     pool = open_pool(make_folder_pool(tmp_path / "imgs", 6, nested=True).path)
     order = [5, 2, 0, 3]
-    [target] = export_ultralytics(pool, ranking(order), 3, tmp_path / "out")
+    target, yaml_file = export_ultralytics(pool, ranking(order), 3, tmp_path / "out")
     assert target == tmp_path / "out" / "geal_3.txt"
+    assert yaml_file == tmp_path / "out" / "geal_3.yaml"
     lines = target.read_text().splitlines()
     assert all(Path(line).is_absolute() for line in lines)
     back = open_pool(target)
