@@ -114,8 +114,8 @@ class Coverage:
         self.norms = np.empty(m, np.float32)
         at = 0
         for k, b in enumerate(blocks):
-            for a in range(0, b.shape[0], chunk):
-                u, nrm = quantize(b[a : a + chunk])
+            for a in range(0, b.shape[0], 8192):  # bounded temporaries
+                u, nrm = quantize(b[a : a + 8192])
                 self.units[at : at + u.shape[0]] = u
                 self.norms[at : at + u.shape[0]] = nrm
                 at += u.shape[0]
@@ -179,7 +179,10 @@ class Coverage:
             self._add_torch(q, qn, rows)
         elif len(rows) <= 16:
             self.d[rows] = -1.0
-            K.update_blocks(
+            update = (
+                K.update_blocks if self.units.shape[0] >= K.SERIAL_BELOW else K.update_blocks_serial
+            )
+            update(
                 self.units,
                 q,
                 qn,

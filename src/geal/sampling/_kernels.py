@@ -15,6 +15,7 @@ from numba import njit, prange
 GRID = 2048.0  # 2^11: unit-vector components are multiples of 1/GRID
 WSCALE = 4194304.0  # 2^22: distances are multiples of 1/WSCALE (cosine)
 WSHIFT = 16  # weight = (d * 2^22)^2 >> 16 < 2^32 for d < 4
+SERIAL_BELOW = 65536  # patterns: below this one thread beats a parallel region
 
 
 @njit(inline="always")
@@ -48,8 +49,9 @@ def euclid_from_dot(na: np.float32, nq: np.float32, dot: np.float32) -> np.float
     return np.float32(0.0)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def update_blocks(
+@njit(inline="always")
+def _update_block(
+    b: int,
     units: np.ndarray,  # uint16 [M, D] float16 bits
     q: np.ndarray,  # float32 [k, D] grid values
     qnorm: np.ndarray,  # float32 [k] (euclidean) or empty
@@ -62,45 +64,59 @@ def update_blocks(
     scale: np.float32,
     euclid: bool,
 ) -> None:
-    """d = min(d, dist(row, q)) for every row, then each block's sum of weights and max."""
+    """d = min(d, dist(row, q)) for the rows of block b, then its sum of weights and max."""
     m, dim = units.shape
     k = q.shape[0]
-    nb = blk_sum.shape[0]
-    for b in prange(nb):
-        lo = b * block
-        hi = min(lo + block, m)
-        buf = np.empty(dim, np.uint32)
-        row = buf.view(np.float32)
-        s = np.int64(0)
-        mx = np.float32(-2.0)
-        arg = lo
-        for r in range(lo, hi):
-            dr = d[r]
-            if dr >= 0 and k > 0:
+    lo = b * block
+    hi = min(lo + block, m)
+    buf = np.empty(dim, np.uint32)
+    row = buf.view(np.float32)
+    s = np.int64(0)
+    mx = np.float32(-2.0)
+    arg = lo
+    for r in range(lo, hi):
+        dr = d[r]
+        if dr >= 0 and k > 0:
+            for i in range(dim):
+                buf[i] = _decode(units[r, i])
+            best = dr
+            for j in range(k):
+                acc = np.float32(0.0)
                 for i in range(dim):
-                    buf[i] = _decode(units[r, i])
-                best = dr
-                for j in range(k):
-                    acc = np.float32(0.0)
-                    for i in range(dim):
-                        acc += row[i] * q[j, i]
-                    if euclid:
-                        dist = euclid_from_dot(norms[r], qnorm[j], acc)
-                    else:
-                        dist = np.float32(1.0) - acc
-                        if dist < 0:
-                            dist = np.float32(0.0)
-                    if dist < best:
-                        best = dist
-                d[r] = best
-                dr = best
-            if dr > mx:
-                mx = dr
-                arg = r
-            s += weight(dr, scale)
-        blk_sum[b] = s
-        blk_max[b] = mx
-        blk_arg[b] = arg
+                    acc += row[i] * q[j, i]
+                if euclid:
+                    dist = euclid_from_dot(norms[r], qnorm[j], acc)
+                else:
+                    dist = np.float32(1.0) - acc
+                    if dist < 0:
+                        dist = np.float32(0.0)
+                if dist < best:
+                    best = dist
+            d[r] = best
+            dr = best
+        if dr > mx:
+            mx = dr
+            arg = r
+        s += weight(dr, scale)
+    blk_sum[b] = s
+    blk_max[b] = mx
+    blk_arg[b] = arg
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def update_blocks(units, q, qnorm, norms, d, blk_sum, blk_max, blk_arg, block, scale, euclid):
+    """d = min(d, dist(row, q)) for every row, then each block's weight sum and max."""
+    for b in prange(blk_sum.shape[0]):
+        _update_block(b, units, q, qnorm, norms, d, blk_sum, blk_max, blk_arg, block, scale, euclid)
+
+
+@njit(fastmath=True, cache=True)
+def update_blocks_serial(
+    units, q, qnorm, norms, d, blk_sum, blk_max, blk_arg, block, scale, euclid
+):
+    """As :func:`update_blocks` in this thread, for banks too small to repay threads."""
+    for b in range(blk_sum.shape[0]):
+        _update_block(b, units, q, qnorm, norms, d, blk_sum, blk_max, blk_arg, block, scale, euclid)
 
 
 @njit(cache=True)

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 MARGIN = np.float32(1e-4)  # on distances: >> float32 rounding in the bound arithmetic
 E_MARGIN = 1e-3  # on e(q, c) from float32 products: >> their error for e > 0.1
 IMG_BLOCK = 1024
+BUILD_CHUNK = 8192  # rows per step while building: bounds the temporaries
 
 
 @njit(inline="always")
@@ -65,9 +66,32 @@ def _bound(eqc: np.float32, epc: np.float32, psq: np.float32, qsq: np.float32) -
     return np.float32(1.0) - (psq + qsq - lb * lb) * np.float32(0.5) - MARGIN
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _update_groups(
-    groups: np.ndarray,  # int64 [g] groups to visit
+@njit(fastmath=True, cache=True)
+def _centre_distances(
+    q: np.ndarray, centres: np.ndarray, csq: np.ndarray, qsq: np.ndarray
+) -> np.ndarray:
+    """e(q_j, c_g) for the few query rows and every centre, single-threaded.
+
+    A tiny product: a threaded BLAS call costs more in synchronisation than in work
+    (milliseconds on a busy machine). float32 products, float64 result; the error is far
+    below E_MARGIN for distances above 0.1.
+    """
+    k, dim = q.shape
+    g = centres.shape[0]
+    out = np.empty((k, g), np.float64)
+    for j in range(k):
+        for c in range(g):
+            acc = np.float32(0.0)
+            for i in range(dim):
+                acc += q[j, i] * centres[c, i]
+            v = np.float64(qsq[j]) + csq[c] - 2.0 * np.float64(acc)
+            out[j, c] = np.sqrt(v) if v > 0 else 0.0
+    return out
+
+
+@njit(inline="always")
+def _update_group(
+    g: int,  # the group to visit
     goff: np.ndarray,  # int64 [G+1]
     units: np.ndarray,  # uint16 [M, D], group order
     psq: np.ndarray,  # float32 [M] |p|^2 (exact)
@@ -82,52 +106,140 @@ def _update_groups(
     changed: np.ndarray,  # int64 [M] per group: positions changed (compact, from goff[g])
     old: np.ndarray,  # float32 [M] previous distance of changed positions
     nchanged: np.ndarray,  # int64 [G]
+    ncomputed: np.ndarray,  # int64 [G] rows whose distances were computed (diagnostics)
 ) -> None:
     dim = units.shape[1]
     k = q.shape[0]
-    for gi in prange(groups.shape[0]):
-        g = groups[gi]
-        lo = goff[g]
-        hi = goff[g + 1]
-        buf = np.empty(dim, np.uint32)
-        row = buf.view(np.float32)
-        nc = 0
-        mx = np.float32(-2.0)
-        arg = np.int64(-1)
-        for r in range(lo, hi):
-            dr = d[r]
-            if dr >= 0:
-                need = False
+    lo = goff[g]
+    hi = goff[g + 1]
+    buf = np.empty(dim, np.uint32)
+    row = buf.view(np.float32)
+    nc = 0
+    work = 0
+    mx = np.float32(-2.0)
+    arg = np.int64(-1)
+    for r in range(lo, hi):
+        dr = d[r]
+        if dr >= 0:
+            need = False
+            for j in range(k):
+                if _bound(eqc[j, g], epc[r], psq[r], qsq[j]) < dr:
+                    need = True
+                    break
+            if need:
+                work += 1
+                for i in range(dim):
+                    buf[i] = K._decode(units[r, i])
+                best = dr
                 for j in range(k):
-                    if _bound(eqc[j, g], epc[r], psq[r], qsq[j]) < dr:
-                        need = True
-                        break
-                if need:
+                    acc = np.float32(0.0)
                     for i in range(dim):
-                        buf[i] = K._decode(units[r, i])
-                    best = dr
-                    for j in range(k):
-                        acc = np.float32(0.0)
-                        for i in range(dim):
-                            acc += row[i] * q[j, i]
-                        dist = np.float32(1.0) - acc
-                        if dist < 0:
-                            dist = np.float32(0.0)
-                        if dist < best:
-                            best = dist
-                    if best < dr:
-                        changed[lo + nc] = r
-                        old[lo + nc] = dr
-                        nc += 1
-                        d[r] = best
-                        dr = best
-            p = perm[r]
-            if dr > mx or (dr == mx and p < arg):
-                mx = dr
-                arg = p
-        nchanged[g] = nc
-        gmax[g] = mx
-        garg[g] = arg
+                        acc += row[i] * q[j, i]
+                    dist = np.float32(1.0) - acc
+                    if dist < 0:
+                        dist = np.float32(0.0)
+                    if dist < best:
+                        best = dist
+                if best < dr:
+                    changed[lo + nc] = r
+                    old[lo + nc] = dr
+                    nc += 1
+                    d[r] = best
+                    dr = best
+        p = perm[r]
+        if dr > mx or (dr == mx and p < arg):
+            mx = dr
+            arg = p
+    nchanged[g] = nc
+    ncomputed[g] = work
+    gmax[g] = mx
+    garg[g] = arg
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _update_groups(
+    groups,
+    goff,
+    units,
+    psq,
+    epc,
+    perm,
+    d,
+    q,
+    qsq,
+    eqc,
+    gmax,
+    garg,
+    changed,
+    old,
+    nchanged,
+    ncomputed,
+):
+    """Visit ``groups`` in parallel threads (big updates)."""
+    for gi in prange(groups.shape[0]):
+        _update_group(
+            groups[gi],
+            goff,
+            units,
+            psq,
+            epc,
+            perm,
+            d,
+            q,
+            qsq,
+            eqc,
+            gmax,
+            garg,
+            changed,
+            old,
+            nchanged,
+            ncomputed,
+        )
+
+
+@njit(fastmath=True, cache=True)
+def _update_groups_serial(
+    groups,
+    goff,
+    units,
+    psq,
+    epc,
+    perm,
+    d,
+    q,
+    qsq,
+    eqc,
+    gmax,
+    garg,
+    changed,
+    old,
+    nchanged,
+    ncomputed,
+):
+    """Visit ``groups`` in this thread: a parallel region costs its synchronisation even
+    when there is little to do (most picks, once the pool is covered)."""
+    for gi in range(groups.shape[0]):
+        _update_group(
+            groups[gi],
+            goff,
+            units,
+            psq,
+            epc,
+            perm,
+            d,
+            q,
+            qsq,
+            eqc,
+            gmax,
+            garg,
+            changed,
+            old,
+            nchanged,
+            ncomputed,
+        )
+
+
+SERIAL_BELOW = 65536  # patterns to visit
 
 
 @njit(cache=True)
@@ -265,6 +377,7 @@ class PrunedCoverage:
         if sum(int(b.shape[0]) for b in blocks) != m:
             raise ValueError("vector count does not match counts")
         dim = int(blocks[0].shape[1]) if blocks else 1
+        step = min(chunk, BUILD_CHUNK)
         owner_c = np.repeat(np.arange(n, dtype=np.int64), self.counts)
         # 1. groups from a sample of the patterns
         rng = np.random.default_rng([seed, 0x67726F75])
@@ -284,8 +397,8 @@ class PrunedCoverage:
         # 2. assign every pattern, block by block
         assign = np.empty(m, np.int64)
         for k, blk in enumerate(blocks):
-            for a in range(0, blk.shape[0], chunk):
-                x = _grid_f32(blk[a : a + chunk])
+            for a in range(0, blk.shape[0], step):
+                x = _grid_f32(blk[a : a + step])
                 assign[starts[k] + a : starts[k] + a + x.shape[0]] = grouping.assign(x)
             if release is not None:
                 release(k)
@@ -302,8 +415,8 @@ class PrunedCoverage:
         self.epc = np.empty(m, np.float32)
         c64 = grouping.centres.astype(np.float64)
         for k, blk in enumerate(blocks):
-            for a in range(0, blk.shape[0], chunk):
-                u = quantize(blk[a : a + chunk])[0]
+            for a in range(0, blk.shape[0], step):
+                u = quantize(blk[a : a + step])[0]
                 canon = np.arange(starts[k] + a, starts[k] + a + u.shape[0])
                 pos = self.inv[canon]
                 self.units[pos] = u
@@ -330,6 +443,8 @@ class PrunedCoverage:
         self.changed = np.zeros(m, np.int64)
         self.old = np.zeros(m, np.float32)
         self.nchanged = np.zeros(g, np.int64)
+        self.ncomputed = np.zeros(g, np.int64)
+        self.computed = 0  # rows whose distances a pick computed, summed (diagnostics)
         self.wimg = np.zeros(n, np.int64)
         self.wblk = np.zeros((n + IMG_BLOCK - 1) // IMG_BLOCK, np.int64)
         self._rad = np.zeros(g, np.float64)
@@ -400,10 +515,7 @@ class PrunedCoverage:
         qsq = (q * q).sum(1, dtype=np.float32)
         # distances to the G centres: float32 products (the bulk of the per-pick cost
         # when G is large) with an error far below E_MARGIN for distances above 0.1
-        dot = (q @ self.centres32.T).astype(np.float64)
-        eqc64 = np.sqrt(
-            np.maximum(qsq.astype(np.float64)[:, None] + self.csq[None, :] - 2 * dot, 0)
-        )
+        eqc64 = _centre_distances(q, self.centres32, self.csq, qsq)
         near = eqc64 < 0.1  # too close for a safe bound: no bound, those rows are computed
         eqc = np.where(near, -1.0, eqc64).astype(np.float32)
         eqc64 = np.where(near, 0.0, eqc64 - E_MARGIN)
@@ -419,11 +531,14 @@ class PrunedCoverage:
         dlb = (1.0 - (self._sqmax[None, :] + qsq[:, None] - lb * lb) * 0.5).min(0) - MARGIN
         visit = np.flatnonzero(dlb < self.gmax)
         visit = np.union1d(visit, own).astype(np.int64)
-        self.visited += int((self.goff[visit + 1] - self.goff[visit]).sum())
-        _update_groups(
+        rows_visited = int((self.goff[visit + 1] - self.goff[visit]).sum())
+        self.visited += rows_visited
+        update = _update_groups if rows_visited >= SERIAL_BELOW else _update_groups_serial
+        update(
             visit, self.goff, self.units, self.psq, self.epc, self.perm, self.d, q, qsq, eqc,
-            self.gmax, self.garg, self.changed, self.old, self.nchanged,
+            self.gmax, self.garg, self.changed, self.old, self.nchanged, self.ncomputed,
         )  # fmt: skip
+        self.computed += int(self.ncomputed[visit].sum())
         _apply_weights(
             visit, self.goff, self.changed, self.old, self.nchanged, self.d, self.owner,
             self.wimg, self.wblk, self.scale, IMG_BLOCK,
