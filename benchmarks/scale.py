@@ -34,7 +34,7 @@ K, DIM = 5, 384
 def write_bank(root: Path, n: int) -> int:
     from geal.bank import BankWriter
 
-    shard = 65536
+    shard = 8192
     w = BankWriter.create_or_resume(
         root, {"model": "synthetic"}, {"fingerprint": "synthetic"}, n, shard
     )
