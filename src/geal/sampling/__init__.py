@@ -10,8 +10,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from geal.errors import SelectionError
+from geal.sampling import activeft as _activeft  # noqa: F401  (baselines on global features)
 from geal.sampling import geal as _geal  # noqa: F401  (registers fds, prob)
+from geal.sampling import kcenter as _kcenter  # noqa: F401
+from geal.sampling import kmeans as _kmeans  # noqa: F401
+from geal.sampling import probcover as _probcover  # noqa: F401
 from geal.sampling import random as _random  # noqa: F401
+from geal.sampling import typiclust as _typiclust  # noqa: F401
 from geal.sampling.base import SAMPLERS, Ranking, Sampler, register_sampler
 
 if TYPE_CHECKING:
