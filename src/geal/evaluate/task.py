@@ -312,9 +312,10 @@ def cached_bank(
         log.info("extracted %s K=%d: %s", config.name, clusters, summary.line())
     else:
         log.info("reused %s K=%d bank %s", config.name, clusters, root / "bank")
+    unknown = float("nan")  # a bank made elsewhere, without a record of its cost
     return bank, {
-        "seconds": float(timing.get("seconds", summary.seconds)),
-        "cpu_seconds": float(timing.get("cpu_seconds", cpu)),
+        "seconds": float(timing.get("seconds", unknown)),
+        "cpu_seconds": float(timing.get("cpu_seconds", unknown)),
     }
 
 
