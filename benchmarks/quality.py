@@ -126,7 +126,7 @@ def time_ratios(
                     mean(loop, b, "select_seconds"),
                     mean(loop, b, "select_cpu_seconds"),
                 )
-                if trad is None or trad_cpu is None:
+                if not trad or not trad_cpu:  # the random start costs nothing
                     continue
                 geal, geal_cpu = ext["seconds"] + sel, ext["cpu_seconds"] + sel_cpu
                 out.append(
