@@ -67,10 +67,6 @@ class Strategy:
     loop: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
 
-    @property
-    def uses_bank(self) -> bool:
-        return self.loop is None and self.sampler != "random"
-
     def select(self, bank: Any, budget: int, seed: int) -> np.ndarray:
         """Pool indices of this strategy's selection of ``budget`` images."""
         from geal.sampling import SAMPLERS
