@@ -31,6 +31,7 @@ from geal.evaluate import (
     LINEAR_RECIPE,
     BackboneConfig,
     build_task,
+    load_results,
     markdown_tables,
     plot_curves,
     run_curves,
@@ -46,6 +47,7 @@ log = logging.getLogger("quality")
 DATA = "/usr/share/datasets/fashion-mnist"
 BUDGETS = [10, 20, 50, 100, 200, 500, 1000, 2000]
 STRATEGIES = [
+    "kernelcover",
     "prob-k5",
     "fds-k5",
     "prob-k1",
@@ -59,7 +61,7 @@ STRATEGIES = [
     "loop-entropy",
     "loop-coreset",
 ]
-CONTROL = ["prob-k5", "fds-k5", "random", "kcenter", "kmeans"]
+CONTROL = ["kernelcover", "prob-k5", "fds-k5", "random", "kcenter", "kmeans"]
 GEAL = ("prob-k5", "fds-k5", "prob-k1", "fds-k1")
 MODEL = "efficientnet_lite0"
 
@@ -74,11 +76,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--control-strategies", nargs="*", default=None, help="random backbone's")
     ap.add_argument("--protocols", nargs="+", default=["cnn", "linear"])
     ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument(
+        "--stage",
+        type=int,
+        default=3,
+        help="feature stage (3: stride 16, a 4x4 map at 64 px; the default stage 4 gives 2x2)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training")
     ap.add_argument("--workers", type=int, default=2, help="trainings run in parallel")
     ap.add_argument("--cache", default=None, help="bank cache (default: <geal cache>/eval)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--quick", action="store_true", help="2,000 images, budgets 10 20 50, 1 seed")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished strategies of an interrupted run (OUT/quality.partial.json)",
+    )
+    ap.add_argument(
+        "--replot",
+        action="store_true",
+        help="only rewrite OUT/quality.md and the plots from OUT/quality.json",
+    )
     args = ap.parse_args(argv)
     quick = args.quick
     if args.pool_size is None:
@@ -184,11 +202,17 @@ def write_markdown(path: Path, info: dict[str, Any], rows: list[dict[str, Any]])
         f"{m['torch_threads']} thread(s), Python {m['python']}; shared with other work, "
         "so timings are indicative.",
         f"- Wall time of the whole run: {info['wall_seconds'] / 60:.1f} min "
-        f"({info['wall_seconds']:.0f} s).",
+        f"({info['wall_seconds']:.0f} s)"
+        + (
+            f"; it resumed an interrupted run and kept that run's {cfg['resumed_rows']} "
+            "finished rows, whose time is not counted here."
+            if cfg.get("resumed_rows")
+            else "."
+        ),
         f"- Pool: the first {cfg['pool_size']:,} Fashion-MNIST training images; test: the "
         f"{cfg['test_size']:,} test images. Budgets {', '.join(map(str, cfg['budgets']))}; "
         f"seeds {', '.join(map(str, cfg['seeds']))} (each seed reselects and retrains).",
-        f"- Backbones: `{MODEL}` at {cfg['image_size']} px, default stage (stride 16), "
+        f"- Backbones: `{MODEL}` at {cfg['image_size']} px, stage {cfg['stage']} (stride {2 ** (cfg['stage'] + 1)}), "
         "ImageNet weights; and the same architecture with fixed random weights "
         "(`-random`), a control for the value of pre-training. One bank per backbone and "
         "K (K=1 and K=5 for the pre-trained one, K=5 for the control); extraction wall "
@@ -250,16 +274,57 @@ def cnn_recipe_text() -> str:
     )
 
 
+def finished_rows(partial: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The rows of an interrupted run's strategies that finished every budget and seed."""
+    if not partial.exists():
+        return []
+    rows = load_results(partial)["rows"]
+    want = len(args.budgets) * len(args.seeds) * len(args.protocols)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["budget"] in args.budgets and r["seed"] in args.seeds:
+            groups.setdefault((r["backbone"], r["strategy"]), []).append(r)
+    kept = [r for g in groups.values() if len(g) == want for r in g]
+    log.info("resuming: %d finished rows of %d strategies", len(kept), len(kept) // want)
+    return kept
+
+
+def write_plots(out: Path, rows: list[dict[str, Any]], pool: int, test: int) -> None:
+    title = f"Fashion-MNIST, pool {pool:,}, test {test:,}"
+    plot_curves(rows, out / "quality.png", title=title, highlight=("kernelcover",))
+    plot_curves(
+        rows,
+        out / "quality_vs_random.png",
+        title=title + ": gain over random picks",
+        highlight=("kernelcover",),
+        relative_to="random",
+    )
+
+
+def replot(out: Path) -> None:
+    """Rewrite the markdown and the plots of a finished run from its JSON."""
+    info = load_results(out / "quality.json")
+    rows = info.pop("rows")
+    write_markdown(out / "quality.md", info, rows)
+    write_plots(out, rows, info["config"]["pool_size"], info["config"]["test_size"])
+    print(f"rewrote {out}/quality.md, quality.png, quality_vs_random.png")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.replot:
+        replot(Path(args.out))
+        return
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pool = open_pool(args.data, "idx", split="train")
     test = open_pool(args.data, "idx", split="test")
-    backbones = [BackboneConfig(MODEL, MODEL, image_size=args.image_size, clusters=(1, 5))]
+    backbones = [
+        BackboneConfig(MODEL, MODEL, image_size=args.image_size, stage=args.stage, clusters=(1, 5))
+    ]
     if args.control_strategies:
         backbones.append(
             BackboneConfig(
@@ -267,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
                 MODEL,
                 weights="random",
                 image_size=args.image_size,
+                stage=args.stage,
                 clusters=(5,),
             )
         )
@@ -280,21 +346,24 @@ def main(argv: list[str] | None = None) -> None:
         task.n,
         len(task.test_labels),
     )
-    rows: list[dict[str, Any]] = []
     partial = out / "quality.partial.json"
+    rows = finished_rows(partial, args) if args.resume else []
+    resumed = len(rows)
 
     def keep(row: dict[str, Any]) -> None:
         rows.append(row)
         if len(rows) % 20 == 0:
             save_results(partial, rows)
 
-    run_curves(
-        task, args.strategies, args.budgets, args.seeds, args.protocols, [MODEL], on_row=keep
-    )
-    if args.control_strategies:
+    done = {(r["backbone"], r["strategy"]) for r in rows}
+    todo = [s for s in args.strategies if (MODEL, s) not in done]
+    if todo:
+        run_curves(task, todo, args.budgets, args.seeds, args.protocols, [MODEL], on_row=keep)
+    todo = [s for s in args.control_strategies if (f"{MODEL}-random", s) not in done]
+    if todo:
         run_curves(
             task,
-            args.control_strategies,
+            todo,
             args.budgets,
             args.seeds,
             args.protocols,
@@ -322,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
             "control_strategies": args.control_strategies,
             "protocols": args.protocols,
             "image_size": args.image_size,
+            "stage": args.stage,
+            "resumed_rows": resumed,
             "threads": args.threads,
             "workers": args.workers,
             "backbones": {name: bb.config for name, bb in task.backbones.items()},
@@ -336,11 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     save_results(out / "quality.json", rows, **info)
     info["extract_seconds"] = extract_seconds
     write_markdown(out / "quality.md", info, rows)
-    plot_curves(
-        rows,
-        out / "quality.png",
-        title=f"Fashion-MNIST, pool {task.n:,}, test {len(task.test_labels):,}",
-    )
+    write_plots(out, rows, task.n, len(task.test_labels))
     partial.unlink(missing_ok=True)
     print(f"wall time {wall:.0f} s; results in {out}")
     print("time ratio traditional loop / geal (extraction + selection):")

@@ -87,3 +87,15 @@ def test_cosine_only() -> None:
     bank, _ = blobs_bank()
     with pytest.raises(SelectionError, match="cosine"):
         select(bank, 3, "kernelcover", distance="euclidean")
+
+
+def test_same_ranking_with_or_without_the_dot_cache() -> None:
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 4, 150)  # some images without patterns
+    bank = PatternBank.from_arrays(
+        rng.standard_normal((int(counts.sum()), 12)).astype(np.float32), counts
+    )
+    cached = select(bank, 40, "kernelcover", seed=1)
+    recomputed = select(bank, 40, "kernelcover", seed=1, cache_mb=0)
+    assert cached.order.tolist() == recomputed.order.tolist()
+    assert not (counts[cached.order] == 0).any()

@@ -152,9 +152,20 @@ def markdown_tables(rows: Sequence[dict[str, Any]], *, baseline: str | None = "r
 
 
 def plot_curves(
-    rows: Sequence[dict[str, Any]], path: str | Path, *, title: str | None = None
+    rows: Sequence[dict[str, Any]],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    highlight: Sequence[str] = (),
+    relative_to: str | None = None,
 ) -> Path:
-    """Accuracy vs budget (log x), one panel per protocol x backbone, mean with std bands."""
+    """Accuracy vs budget (log x), one panel per protocol x backbone, mean with std bands.
+
+    Args:
+        highlight: strategies drawn on top, thick and dark.
+        relative_to: plot each mean minus this strategy's mean at the same budget (in
+            points), which separates curves that crowd together at large budgets.
+    """
     try:
         import matplotlib
 
@@ -175,6 +186,9 @@ def plot_curves(
     fig, axes = plt.subplots(nrows, cols, figsize=(6.4 * cols, 4.6 * nrows), squeeze=False)
     cmap = plt.get_cmap("tab20")
     colour = {s: cmap(i % 20) for i, s in enumerate(strategies)}
+    dark = ["black", "#8b0000", "#00008b"]
+    for i, s in enumerate(highlight):
+        colour[s] = dark[i % len(dark)]
     for ax, (p, bb) in zip(axes.flat, panels, strict=False):
         for s in strategies:
             pts = [(b, agg[(p, bb, s, b)]) for b in budgets if (p, bb, s, b) in agg]
@@ -183,15 +197,29 @@ def plot_curves(
             x = np.array([b for b, _ in pts])
             m = np.array([100 * a["mean"] for _, a in pts])
             sd = np.array([100 * a["std"] for _, a in pts])
-            style = "--" if s.startswith("loop-") else (":" if s == "random" else "-")
-            width = 2.2 if s.startswith(("prob", "fds")) else 1.3
-            ax.plot(x, m, style, color=colour[s], lw=width, marker="o", ms=3, label=s)
+            if relative_to is not None:
+                ref = [agg.get((p, bb, relative_to, b)) for b, _ in pts]
+                if any(r is None for r in ref):
+                    continue
+                m = m - np.array([100 * r["mean"] for r in ref if r is not None])
+            style = (
+                "--"
+                if s.startswith("loop-")
+                else (":" if s == relative_to or s == "random" else "-")
+            )
+            width = 3.0 if s in highlight else 2.0 if s.startswith(("prob", "fds")) else 1.3
+            z = 3 if s in highlight else 2
+            ax.plot(x, m, style, color=colour[s], lw=width, marker="o", ms=3, label=s, zorder=z)
             ax.fill_between(x, m - sd, m + sd, color=colour[s], alpha=0.12, lw=0)
         ax.set_xscale("log")
         ax.set_xticks(budgets)
         ax.set_xticklabels([str(b) for b in budgets])
         ax.set_xlabel("labelled images (budget)")
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(
+            "test accuracy (%)"
+            if relative_to is None
+            else f"accuracy minus {relative_to}'s (points)"
+        )
         ax.set_title(f"{p} / {bb}")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:

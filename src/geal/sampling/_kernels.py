@@ -156,3 +156,29 @@ def block_stats(
         blk_sum[b] = s
         blk_max[b] = mx
         blk_arg[b] = arg
+
+
+@njit(parallel=True, cache=True)
+def kernel_gains(
+    dots: np.ndarray,  # float32 [n, S]: an image's largest dot product with each client
+    rows: np.ndarray,  # int64 [r]: the rows of ``dots`` to evaluate
+    cover: np.ndarray,  # float64 [S]: each client's coverage by the picked set
+    h: float,  # kernel scale
+    out: np.ndarray,  # float64 [r]
+) -> None:
+    """Facility-location gains: out[r] = sum_c max(0, exp(-max(0, 1 - dots) / h) - cover).
+
+    One pass, no temporaries; each row is summed in client order by one thread (no
+    fast-math), so the gains do not depend on the thread count.
+    """
+    for r in prange(rows.size):
+        i = rows[r]
+        g = 0.0
+        for c in range(dots.shape[1]):
+            d = 1.0 - np.float64(dots[i, c])
+            if d < 0.0:
+                d = 0.0
+            v = np.exp(-d / h) - cover[c]
+            if v > 0.0:
+                g += v
+        out[r] = g

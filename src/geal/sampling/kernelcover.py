@@ -46,6 +46,7 @@ import torch
 
 from geal.errors import SelectionError
 from geal.sampling._coverage import Coverage, CoverageState
+from geal.sampling._kernels import kernel_gains
 from geal.sampling._loop import greedy
 from geal.sampling.base import Ranking, register_sampler
 
@@ -65,12 +66,15 @@ class KernelCover:
     picks (labeled ones included) through the coverage state it is called with.
     """
 
-    def __init__(self, cov: Coverage, sample: int, seed: int):
+    def __init__(self, cov: Coverage, sample: int, seed: int, cache_mb: float = 1024):
         self.cov = cov
+        self.cache_bytes = cache_mb * 2**20
+        self._cache: np.ndarray | None = None
         m = cov.units.shape[0]
         rng = np.random.default_rng([int(seed), 0x6B636F76])
         idx = np.sort(rng.choice(m, size=min(sample, m), replace=False))
         self.clients = self._rows(idx)  # [S, D] float64 grid vectors
+        self.clients32 = self.clients.float()  # the same values (grid vectors fit float16)
         s = self.clients.shape[0]
         # distance from every client to its neighbours, sorted: the scale of each level
         d = (1.0 - self.clients @ self.clients.T).clamp_min(0)
@@ -86,6 +90,9 @@ class KernelCover:
 
     def _rows(self, rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.cov.units[rows].view(np.float16).astype(np.float64))
+
+    def _rows32(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.cov.units[rows].view(np.float16).astype(np.float32))
 
     def _image_rows(self, i: int) -> torch.Tensor:
         return self._rows(np.arange(self.cov.offsets[i], self.cov.offsets[i + 1]))
@@ -105,19 +112,47 @@ class KernelCover:
                 )
         self.known[new] = True
 
-    def _gains(self, images: np.ndarray, cover: torch.Tensor) -> np.ndarray:
-        """Exact gains of ``images`` (any order; each image's value is computed alone)."""
-        off = self.cov.offsets
-        rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in images])
-        seg = np.repeat(np.arange(images.size), self.cov.counts[images])
-        k = torch.exp(-(1.0 - self._rows(rows) @ self.clients.T).clamp_min(0) / self.h)
-        best = torch.zeros(images.size, self.s, dtype=torch.float64)
-        index = torch.from_numpy(seg)[:, None].expand(-1, self.s)
-        best.scatter_reduce_(0, index, k, "amax", include_self=True)
-        return (best - cover).clamp_min(0).sum(1).numpy()
+    def _dots(self, images: np.ndarray) -> np.ndarray:
+        """[len(images), S] float32: each image's largest dot product with each client.
 
-    def _all_gains(self, c: CoverageState, cover: torch.Tensor, step: int) -> None:
+        One matrix product per pattern slot (an image with fewer patterns repeats its
+        last). On the grid these float32 products are exact (see
+        ``geal.sampling._coverage``), so the gains equal a float64 computation bit for bit.
+        """
+        off = self.cov.offsets[images]
+        counts = self.cov.counts[images].astype(np.int64)
+        best = torch.full((images.size, self.s), -2.0)
+        for j in range(int(counts.max()) if images.size else 0):
+            rows = off + np.minimum(j, np.maximum(counts - 1, 0))
+            rows = np.minimum(rows, self.cov.units.shape[0] - 1)  # empty images: masked
+            dots = self._rows32(rows) @ self.clients32.T
+            dots[torch.from_numpy(counts <= 0)] = -2.0
+            best = torch.maximum(best, dots)
+        return best.numpy()
+
+    def _gains(self, images: np.ndarray, cover: np.ndarray) -> np.ndarray:
+        """Exact gains of ``images`` (any order; each image's value is computed alone).
+
+        The maximum over an image's patterns of k(p, q) is k at its largest dot product
+        with q, so the kernel is applied once per (image, client).
+        """
+        images = np.ascontiguousarray(images, dtype=np.int64)
+        out = np.empty(images.size)
+        if self._cache is not None:
+            kernel_gains(self._cache, images, cover, self.h, out)
+        else:
+            kernel_gains(self._dots(images), np.arange(images.size), cover, self.h, out)
+        return out
+
+    def _all_gains(self, c: CoverageState, cover: np.ndarray, step: int) -> None:
         ok = np.flatnonzero(c.selectable)
+        if self._cache is None and self.cov.n * self.s * 4 <= self.cache_bytes:
+            # the dot products do not depend on the scale: compute them once, then each
+            # new scale costs one kernel evaluation per (image, client)
+            every = np.arange(self.cov.n)
+            self._cache = np.concatenate(
+                [self._dots(every[a : a + _CHUNK]) for a in range(0, every.size, _CHUNK)]
+            )
         gains = (
             np.concatenate(
                 [self._gains(ok[a : a + _CHUNK], cover) for a in range(0, ok.size, _CHUNK)]
@@ -134,8 +169,8 @@ class KernelCover:
         if level != self.level:
             self.level = level
             self.h = self.scale(level)
-            self._all_gains(c, torch.exp(-self.dist / self.h), t)
-        cover = torch.exp(-self.dist / self.h)
+            self._all_gains(c, torch.exp(-self.dist / self.h).numpy(), t)
+        cover = torch.exp(-self.dist / self.h).numpy()
         # lazy greedy: stale gains are upper bounds (they only fall); refresh the top few
         # at a time until the best entry is one computed at this step
         while self.heap:
@@ -170,7 +205,8 @@ def kernelcover(
     """Kernel coverage of the knowledge clusters with a shrinking scale (see module doc).
 
     Options: ``sample`` (client patterns the gains are summed over, default 4000),
-    ``chunk``, ``journal``, ``journal_key``, ``progress``. Cosine distance only (the
+    ``cache_mb`` (keep the images x sample dot products in memory when they fit in
+    this many MiB, default 1024: each new scale then costs no matrix product), ``chunk``, ``journal``, ``journal_key``, ``progress``. Cosine distance only (the
     kernel lives on the sphere); runs on the CPU.
     """
     if distance != "cosine":
@@ -188,7 +224,7 @@ def kernelcover(
     return greedy(
         cov,
         budget,
-        KernelCover(cov, sample, seed),
+        KernelCover(cov, sample, seed, float(options.get("cache_mb", 1024))),
         strategy="kernelcover",
         seed=seed,
         labeled=labeled,
