@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--budget", type=int, default=3000)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--strategies", default="prob,fds")
+    ap.add_argument("--strategies", default="prob,fds,kernelcover")
     ap.add_argument(
         "--prune", default="auto", help="comma list of prune modes to compare (auto, off, on)"
     )

@@ -136,6 +136,9 @@ def test_demo_fashion_mnist_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     randoms = random_coverages(pool, 10, range(10))
     assert coverage(pool, picked).classes >= np.median([c.classes for c in randoms])
     assert (out / "report.png").stat().st_size > 10_000
+    # the selection reopens its pool (the first 120 images, not all 60,000) to export
+    assert main(["export", str(out), "--to", "indices", "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "indices_geal_10.json").read_text()) == picked
 
 
 @pytest.mark.parametrize(

@@ -120,13 +120,16 @@ class Pool(Sequence[PoolItem]):
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary recorded in manifests and ``selection.json``."""
-        return {
+        out = {
             "root": str(self.root),
             "format": self.format,
             "split": self.meta.get("split"),
             "n": len(self.items),
             "classes": self.classes,
         }
+        if self.meta.get("limit"):
+            out["limit"] = int(self.meta["limit"])  # the first n images of the source
+        return out
 
 
 def _stat_key(path: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Kernel coverage with a shrinking scale (``kernelcover``): geal's default sampler.
+"""Kernel coverage with a shrinking scale (``kernelcover``).
 
 Why: diversity samplers (GEAL's FDS and D^2 sampling, k-center) spend a small budget on
 outliers, while representativeness samplers (k-means centres, TypiClust, ProbCover)
@@ -26,8 +26,9 @@ It depends on the step, never on the final budget, so every budget's selection i
 prefix of a larger budget's (the ranking property).
 
 Cost. The gains are summed over a seeded sample of ``sample`` patterns (default 4,000)
-rather than all of them. All gains are computed once per scale: O(patterns x sample)
-per doubling of n. Between, gains only fall (the objective is submodular), so a lazy
+rather than all of them. All gains are computed once per scale: O(images x sample)
+kernel evaluations per doubling of n, on the images x sample largest dot products,
+computed once (O(patterns x sample x dim)) and kept while they fit in ``cache_mb``. Between, gains only fall (the objective is submodular), so a lazy
 greedy step re-evaluates a few candidates, each O(sample); the coverage state that
 reports the radius takes one pass over the patterns, as for FDS. Sums run in float64 in
 a fixed order on the CPU: the same inputs and seed give the same ranking.
