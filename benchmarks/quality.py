@@ -192,7 +192,8 @@ def write_markdown(path: Path, info: dict[str, Any], rows: list[dict[str, Any]])
         "# Selection quality on Fashion-MNIST",
         "",
         "Reproduce (from the repository root, about "
-        f"{info['wall_seconds'] / 60:.0f} min on the machine below):",
+        f"{(info['wall_seconds'] + info.get('earlier_wall_seconds', 0)) / 60:.0f} min on the "
+        "machine below):",
         "",
         "```",
         info["command"],
@@ -201,11 +202,16 @@ def write_markdown(path: Path, info: dict[str, Any], rows: list[dict[str, Any]])
         f"- Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} with "
         f"{m['torch_threads']} thread(s), Python {m['python']}; shared with other work, "
         "so timings are indicative.",
-        f"- Wall time of the whole run: {info['wall_seconds'] / 60:.1f} min "
+        f"- Wall time of this run: {info['wall_seconds'] / 60:.1f} min "
         f"({info['wall_seconds']:.0f} s)"
         + (
             f"; it resumed an interrupted run and kept that run's {cfg['resumed_rows']} "
-            "finished rows, whose time is not counted here."
+            "finished rows"
+            + (
+                f", which took {info['earlier_wall_seconds'] / 60:.0f} min before."
+                if info.get("earlier_wall_seconds")
+                else ", whose time is not counted here."
+            )
             if cfg.get("resumed_rows")
             else "."
         ),
@@ -373,10 +379,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     wall = time.perf_counter() - t0
     ratios = time_ratios(rows, extract_seconds, MODEL)
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"]
     command = "PYTHONPATH=src nice -n 10 python benchmarks/quality.py" + (
-        " " + shlex.join(argv if argv is not None else sys.argv[1:])
-        if (argv or sys.argv[1:])
-        else ""
+        " " + shlex.join(given) if given else ""
     )
     info = {
         "command": command,
