@@ -52,6 +52,9 @@ class CoverageState(Protocol):
     def distances(self) -> np.ndarray: ...
 
 
+QUANT_ROWS = 2048  # rows quantized at a time: ~8 KB of temporaries per row of 384 dims
+
+
 def quantize(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows -> (grid unit vectors as float16 bits uint16 [m, D], norms float32 [m])."""
     x = np.asarray(block, dtype=np.float32)
@@ -114,8 +117,8 @@ class Coverage:
         self.norms = np.empty(m, np.float32)
         at = 0
         for k, b in enumerate(blocks):
-            for a in range(0, b.shape[0], 8192):  # bounded temporaries
-                u, nrm = quantize(b[a : a + 8192])
+            for a in range(0, b.shape[0], QUANT_ROWS):  # bounded temporaries
+                u, nrm = quantize(b[a : a + QUANT_ROWS])
                 self.units[at : at + u.shape[0]] = u
                 self.norms[at : at + u.shape[0]] = nrm
                 at += u.shape[0]

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 MARGIN = np.float32(1e-4)  # on distances: >> float32 rounding in the bound arithmetic
 E_MARGIN = 1e-3  # on e(q, c) from float32 products: >> their error for e > 0.1
 IMG_BLOCK = 1024
-BUILD_CHUNK = 8192  # rows per step while building: bounds the temporaries
+BUILD_CHUNK = 2048  # rows per step while building: bounds the temporaries
 
 
 @njit(inline="always")
@@ -381,6 +381,9 @@ class PrunedCoverage:
         owner_c = np.repeat(np.arange(n, dtype=np.int64), self.counts)
         # 1. groups from a sample of the patterns
         rng = np.random.default_rng([seed, 0x67726F75])
+        # ~16 sample patterns per group place the centres well enough (they only
+        # affect speed); more would cost memory for nothing
+        sample = min(sample, max(m // 16, 20_000))
         pick = (
             np.sort(rng.choice(m, size=min(sample, m), replace=False))
             if m
