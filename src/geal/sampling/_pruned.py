@@ -34,11 +34,14 @@ from numba import njit, prange
 
 from geal.errors import SelectionError
 from geal.sampling import _kernels as K
-from geal.sampling._coverage import INIT, quantize
+from geal.sampling._coverage import INIT, QUANT_ROWS, quantize
 
 
 def _grid_f32(block: np.ndarray) -> np.ndarray:
-    return quantize(block)[0].view(np.float16).astype(np.float32)
+    out = np.empty(block.shape, np.float32)
+    for a in range(0, block.shape[0], QUANT_ROWS):  # bounded float64 temporaries
+        out[a : a + QUANT_ROWS] = quantize(block[a : a + QUANT_ROWS])[0].view(np.float16)
+    return out
 
 
 log = logging.getLogger(__name__)
@@ -46,7 +49,8 @@ log = logging.getLogger(__name__)
 MARGIN = np.float32(1e-4)  # on distances: >> float32 rounding in the bound arithmetic
 E_MARGIN = 1e-3  # on e(q, c) from float32 products: >> their error for e > 0.1
 IMG_BLOCK = 1024
-BUILD_CHUNK = 2048  # rows per step while building: bounds the temporaries
+BUILD_CHUNK = 2048  # rows per float64 step while building: bounds the temporaries
+ASSIGN_CHUNK = 16384  # rows per float32 assignment step (fewer, larger products)
 
 
 @njit(inline="always")
@@ -400,8 +404,8 @@ class PrunedCoverage:
         # 2. assign every pattern, block by block
         assign = np.empty(m, np.int64)
         for k, blk in enumerate(blocks):
-            for a in range(0, blk.shape[0], step):
-                x = _grid_f32(blk[a : a + step])
+            for a in range(0, blk.shape[0], ASSIGN_CHUNK):
+                x = _grid_f32(blk[a : a + ASSIGN_CHUNK])
                 assign[starts[k] + a : starts[k] + a + x.shape[0]] = grouping.assign(x)
             if release is not None:
                 release(k)
