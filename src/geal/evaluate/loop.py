@@ -116,7 +116,7 @@ def pick_coreset(
     Returns:
         picks, (score wall s, score CPU s), (select wall s, select CPU s).
     """
-    from geal.sampling._coverage import Coverage
+    from geal.sampling._coverage import Coverage, CoverageState
     from geal.sampling._loop import greedy
 
     clock = _Clock()
@@ -124,7 +124,7 @@ def pick_coreset(
     score = clock.lap()
     cov = Coverage([feats], np.ones(feats.shape[0], np.int64), distance="euclidean")
 
-    def step(c: Coverage, _t: int, _rng: np.random.Generator) -> int:
+    def step(c: CoverageState, _t: int, _rng: np.random.Generator) -> int:
         return c.farthest()
 
     ranking = greedy(

@@ -185,7 +185,7 @@ def plot_curves(
     nrows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(6.4 * cols, 4.6 * nrows), squeeze=False)
     cmap = plt.get_cmap("tab20")
-    colour = {s: cmap(i % 20) for i, s in enumerate(strategies)}
+    colour: dict[str, Any] = {s: cmap(i % 20) for i, s in enumerate(strategies)}
     dark = ["black", "#8b0000", "#00008b"]
     for i, s in enumerate(highlight):
         colour[s] = dark[i % len(dark)]
