@@ -50,7 +50,7 @@ MARGIN = np.float32(1e-4)  # on distances: >> float32 rounding in the bound arit
 E_MARGIN = 1e-3  # on e(q, c) from float32 products: >> their error for e > 0.1
 IMG_BLOCK = 1024
 BUILD_CHUNK = 2048  # rows per float64 step while building: bounds the temporaries
-ASSIGN_CHUNK = 16384  # rows per float32 assignment step (fewer, larger products)
+ASSIGN_CHUNK = 4096  # rows per float32 assignment step
 
 
 @njit(inline="always")
@@ -400,6 +400,7 @@ class PrunedCoverage:
             rows.append(_grid_f32(blk[sel]))
         smp = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
         grouping = _Grouping(smp, max(1, m // group_size), seed)
+        del smp, rows  # the centres are all the grouping keeps
         g = grouping.centres.shape[0]
         # 2. assign every pattern, block by block
         assign = np.empty(m, np.int64)
