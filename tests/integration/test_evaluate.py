@@ -39,6 +39,7 @@ from geal.sampling import SAMPLERS
 
 TINY = CNNRecipe(widths=(4, 8, 8), hidden=16, batch=16, epochs=2, min_steps=40)
 ALL = [
+    "kernelcover",
     "prob",
     "fds",
     "prob-k1",
