@@ -76,10 +76,8 @@ def pool_of_bank(bank: PatternBank, pool_path: str | Path | None = None, fmt: st
     pool = open_pool(
         root, info.get("format", fmt) if pool_path is None else fmt, split=info.get("split")
     )
-    if info.get("limit") and len(pool) > int(info["limit"]):
-        from geal.demo.pools import first
-
-        pool = first(pool, int(info["limit"]))
+    if info.get("limit"):  # the bank was made from the pool's first images
+        pool = pool.head(int(info["limit"]))
     if len(pool) != bank.n:
         raise GealError(f"pool {root} has {len(pool)} images but the bank has {bank.n}; re-extract")
     if info.get("fingerprint") and pool.fingerprint() != info["fingerprint"]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from geal.errors import PoolError
 from geal.pools.base import Pool
 
@@ -63,24 +61,9 @@ def _fashion_mnist(folder: Path) -> Pool:
 
 
 def first(pool: Pool, limit: int) -> Pool:
-    """The pool's first ``limit`` images as a pool of the same kind.
-
-    Container pools that hold their pixels in memory (IDX) keep only the rows they need,
-    so data-loader workers do not receive the whole file.
-    """
+    """The pool's first ``limit`` images (see :meth:`geal.pools.base.Pool.head`)."""
     if limit < 1:
         raise PoolError(f"--limit must be at least 1, not {limit}")
-    if limit >= len(pool):
-        return pool
-    from dataclasses import fields, replace
-
-    changes: dict[str, object] = {"items": pool.items[:limit]}
-    if "pixels" in {f.name for f in fields(pool)}:
-        pixels = getattr(pool, "pixels", None)
-        if pixels is not None:
-            changes["pixels"] = np.ascontiguousarray(pixels[:limit])
-    meta = dict(pool.meta)
-    meta["limit"] = limit
-    changes["meta"] = meta
-    logger.info("demo pool %s: first %d of %d images", pool.root, limit, len(pool))
-    return replace(pool, **changes)  # type: ignore[arg-type]
+    if limit < len(pool):
+        logger.info("demo pool %s: first %d of %d images", pool.root, limit, len(pool))
+    return pool.head(limit)

@@ -215,11 +215,11 @@ def _clusters_of(bank: PatternBank) -> int:
 
 def head(pool: Pool, n: int | None) -> Pool:
     """The first ``n`` images of ``pool`` as a pool of their own (all when None)."""
-    if n is None or n >= len(pool):
+    if n is None:
         return pool
     if n < 1:
         raise GealError(f"pool size must be positive, got {n}")
-    return dataclasses.replace(pool, items=list(pool.items[:n]))
+    return pool.head(n)
 
 
 def labels_of(pool: Pool) -> np.ndarray:

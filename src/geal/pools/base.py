@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from geal.errors import PoolError
@@ -117,6 +118,21 @@ class Pool(Sequence[PoolItem]):
             h.update(str(f).encode())
             h.update(_stat_key(str(f)))
         return h.hexdigest()
+
+    def head(self, n: int) -> Pool:
+        """The first ``n`` images as a pool of the same kind (itself when ``n`` covers all).
+
+        Pools that hold their pixels in memory (IDX) keep only the rows they need. The
+        prefix is recorded in ``meta["limit"]`` (and in :meth:`describe`), so a bank made
+        from it reopens its pool as the same prefix.
+        """
+        if n >= len(self.items):
+            return self
+        changes: dict[str, Any] = {"items": self.items[:n], "meta": {**self.meta, "limit": n}}
+        pixels = getattr(self, "pixels", None)
+        if "pixels" in {f.name for f in fields(self)} and pixels is not None:
+            changes["pixels"] = np.ascontiguousarray(pixels[:n])
+        return replace(self, **changes)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary recorded in manifests and ``selection.json``."""
