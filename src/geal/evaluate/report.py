@@ -90,8 +90,8 @@ def accuracy_table(
     return "\n".join(lines)
 
 
-def coverage_table(rows: Sequence[dict[str, Any]], backbone: str) -> str:
-    """Markdown table strategy x budget of the mean number of classes selected."""
+def _mean_table(rows: Sequence[dict[str, Any]], backbone: str, key: str, fmt: str) -> str:
+    """Markdown table strategy x budget of the mean of ``key`` (any protocol's rows)."""
     agg = aggregate(rows)
     protocols, _, strategies, budgets = _groups(rows)
     lines = ["| strategy | " + " | ".join(str(b) for b in budgets) + " |"]
@@ -102,28 +102,20 @@ def coverage_table(rows: Sequence[dict[str, Any]], backbone: str) -> str:
             a = next(
                 (agg[(p, backbone, s, b)] for p in protocols if (p, backbone, s, b) in agg), None
             )
-            cells.append("" if a is None else f"{a['classes']:.1f}")
+            cells.append("" if a is None else format(a[key], fmt))
         if any(cells):
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def coverage_table(rows: Sequence[dict[str, Any]], backbone: str) -> str:
+    """Markdown table strategy x budget of the mean number of classes selected."""
+    return _mean_table(rows, backbone, "classes", ".1f")
 
 
 def time_table(rows: Sequence[dict[str, Any]], backbone: str) -> str:
     """Markdown table strategy x budget of mean selection seconds (loops: cumulative)."""
-    agg = aggregate(rows)
-    protocols, _, strategies, budgets = _groups(rows)
-    lines = ["| strategy | " + " | ".join(str(b) for b in budgets) + " |"]
-    lines.append("|---" * (len(budgets) + 1) + "|")
-    for s in strategies:
-        cells = []
-        for b in budgets:
-            a = next(
-                (agg[(p, backbone, s, b)] for p in protocols if (p, backbone, s, b) in agg), None
-            )
-            cells.append("" if a is None else f"{a['select_seconds']:.2f}")
-        if any(cells):
-            lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return _mean_table(rows, backbone, "select_seconds", ".2f")
 
 
 def markdown_tables(rows: Sequence[dict[str, Any]], *, baseline: str | None = "random") -> str:
