@@ -89,11 +89,8 @@ class KernelCover:
         self.heap: list[tuple[float, int, int]] = []
         self.evaluations = 0
 
-    def _rows(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.cov.units[rows].view(np.float16).astype(np.float64))
-
-    def _rows32(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.cov.units[rows].view(np.float16).astype(np.float32))
+    def _rows(self, rows: np.ndarray, dtype: Any = np.float64) -> torch.Tensor:
+        return torch.from_numpy(self.cov.units[rows].view(np.float16).astype(dtype))
 
     def _image_rows(self, i: int) -> torch.Tensor:
         return self._rows(np.arange(self.cov.offsets[i], self.cov.offsets[i + 1]))
@@ -122,13 +119,13 @@ class KernelCover:
         """
         off = self.cov.offsets[images]
         counts = self.cov.counts[images].astype(np.int64)
+        last = np.maximum(counts - 1, 0)
+        top = self.cov.units.shape[0] - 1  # empty images read any row, then are masked
         best = torch.full((images.size, self.s), -2.0)
         for j in range(int(counts.max()) if images.size else 0):
-            rows = off + np.minimum(j, np.maximum(counts - 1, 0))
-            rows = np.minimum(rows, self.cov.units.shape[0] - 1)  # empty images: masked
-            dots = self._rows32(rows) @ self.clients32.T
-            dots[torch.from_numpy(counts <= 0)] = -2.0
-            best = torch.maximum(best, dots)
+            rows = np.minimum(off + np.minimum(j, last), top)
+            best = torch.maximum(best, self._rows(rows, np.float32) @ self.clients32.T)
+        best[torch.from_numpy(counts <= 0)] = -2.0
         return best.numpy()
 
     def _gains(self, images: np.ndarray, cover: np.ndarray) -> np.ndarray:
