@@ -309,6 +309,8 @@ def write_plots(out: Path, rows: list[dict[str, Any]], pool: int, test: int) -> 
 
 def replot(out: Path) -> None:
     """Rewrite the markdown and the plots of a finished run from its JSON."""
+    if not (out / "quality.json").is_file():
+        sys.exit(f"quality.py: --replot needs {out / 'quality.json'}; run without --replot first")
     info = load_results(out / "quality.json")
     rows = info.pop("rows")
     write_markdown(out / "quality.md", info, rows)

@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to write the banks (default: a temp dir)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.plain_picks < 1 or a.pruned_picks < 1:
+        ap.error("--plain-picks and --pruned-picks must be at least 1")
     if a.child:
         child(a.child[0], a.child[1], int(a.child[2]), a.child[3])
         return
