@@ -52,6 +52,21 @@ def clustered_patterns(
     return out
 
 
+def warm_up(strategy: str, prune: str, device: str = "cpu") -> None:
+    """Run ``strategy`` once on a small bank of the benchmark's shape, in the same mode.
+
+    What a warm process has paid once and never again is not counted: the compiled
+    kernels' loading and the linear-algebra libraries' thread buffers (tens of MB that do
+    not grow with the bank). Measurements start after this.
+    """
+    from geal.bank import PatternBank
+    from geal.sampling import select
+
+    n = 2000
+    pats = clustered_patterns(n, 5, 384, seed=1, dtype=np.float32)
+    select(PatternBank.from_arrays(pats, np.full(n, 5)), 50, strategy, device=device, prune=prune)
+
+
 def rss_mb() -> float:
     """Current resident set size in MiB (Linux)."""
     with open("/proc/self/statm") as f:

@@ -26,7 +26,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clustered_patterns, machine, peak_rss_mb, reset_peak_rss, rss_mb
+from _common import (
+    clustered_patterns,
+    machine,
+    peak_rss_mb,
+    reset_peak_rss,
+    rss_mb,
+    warm_up,
+)
 
 K, DIM = 5, 384
 
@@ -50,11 +57,7 @@ def child(bank: str, strategy: str, budget: int, mode: str) -> None:
     from geal.bank import PatternBank
     from geal.sampling import select
 
-    tiny = PatternBank.from_arrays(
-        np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32), np.full(8, 5)
-    )
-    for prune in ("on", "off"):
-        select(tiny, 3, strategy, prune=prune)  # compile the kernels before measuring
+    warm_up(strategy, "on" if mode == "pruned" else "off")
     base = rss_mb()
     reset_peak_rss()
     t0 = time.perf_counter()

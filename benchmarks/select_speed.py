@@ -22,7 +22,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clustered_patterns, machine, peak_rss_mb, reset_peak_rss, rss_mb
+from _common import (
+    clustered_patterns,
+    machine,
+    peak_rss_mb,
+    reset_peak_rss,
+    rss_mb,
+    warm_up,
+)
 
 
 def write_bank(root: Path, n: int, k: int, dim: int) -> int:
@@ -43,11 +50,7 @@ def child(bank: str, strategy: str, budget: int, device: str, prune: str) -> Non
     from geal.bank import PatternBank
     from geal.sampling import select
 
-    # warm the compiled kernels on a tiny bank so compile time is not counted
-    tiny = PatternBank.from_arrays(
-        np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32), np.full(8, 5)
-    )
-    select(tiny, 3, strategy, device=device)
+    warm_up(strategy, prune, device)
     base = rss_mb()
     reset_peak_rss()
     t0 = time.perf_counter()

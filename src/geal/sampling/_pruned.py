@@ -4,7 +4,7 @@ Same state and the same draws as :class:`~geal.sampling._coverage.Coverage`, so 
 rankings are identical, but a pick only touches patterns whose distance can change.
 
 Patterns are split into G coarse groups (spherical k-means on a sample) and stored
-group by group. For a group with centre c, members p and a new query q (all vectors
+group by group (the grid copy is the plain sampler's, in another order). For a group with centre c, members p and a new query q (all vectors
 on the 2^-11 grid, so |p|^2, |q|^2 and <p, q> are exact), the triangle inequality gives
 
     e(p, q) >= |e(q, c) - e(p, c)|      and      e(p, q) >= e(q, c) - r_c,
@@ -46,11 +46,11 @@ def _grid_f32(block: np.ndarray) -> np.ndarray:
 
 log = logging.getLogger(__name__)
 
+BUILD_ROWS = 512  # rows per step while building: ~10 KB of temporaries per row
+
 MARGIN = np.float32(1e-4)  # on distances: >> float32 rounding in the bound arithmetic
 E_MARGIN = 1e-3  # on e(q, c) from float32 products: >> their error for e > 0.1
 IMG_BLOCK = 1024
-BUILD_CHUNK = 2048  # rows per float64 step while building: bounds the temporaries
-ASSIGN_CHUNK = 4096  # rows per float32 assignment step
 
 
 @njit(inline="always")
@@ -352,8 +352,8 @@ class PrunedCoverage:
     """Drop-in for :class:`Coverage` (cosine, CPU) that skips patterns that cannot change.
 
     Args:
-        blocks: the patterns in canonical order, in blocks (read twice, never copied
-            whole: peak memory is the grid copy plus one block).
+        blocks: the patterns in canonical order, in blocks (read three times: a sample,
+            the groups, the copy; peak memory is the copy, the O(M) state and one block).
         counts: patterns per image.
         group_size: mean patterns per group; smaller groups prune more but cost more
             per pick (one distance per group).
@@ -381,59 +381,62 @@ class PrunedCoverage:
         if sum(int(b.shape[0]) for b in blocks) != m:
             raise ValueError("vector count does not match counts")
         dim = int(blocks[0].shape[1]) if blocks else 1
-        step = min(chunk, BUILD_CHUNK)
         owner_c = np.repeat(np.arange(n, dtype=np.int64), self.counts)
-        # 1. groups from a sample of the patterns
+        # 1. groups from a sample of the patterns (each block's pages let go once sampled)
         rng = np.random.default_rng([seed, 0x67726F75])
         # ~16 sample patterns per group place the centres well enough (they only
         # affect speed); more would cost memory for nothing
-        sample = min(sample, max(m // 16, 20_000))
+        sample = min(sample, max(m // 16, 8192))
         pick = (
             np.sort(rng.choice(m, size=min(sample, m), replace=False))
             if m
             else np.zeros(0, np.int64)
         )
         starts = np.cumsum([0] + [int(b.shape[0]) for b in blocks])
-        rows = []
+        smp = np.empty((pick.size, dim), np.float32)
+        at = 0
         for k, blk in enumerate(blocks):
             sel = pick[(pick >= starts[k]) & (pick < starts[k + 1])] - starts[k]
-            rows.append(_grid_f32(blk[sel]))
-        smp = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
+            smp[at : at + sel.size] = _grid_f32(blk[sel])
+            at += sel.size
+            if release is not None:
+                release(k)
         grouping = _Grouping(smp, max(1, m // group_size), seed)
-        del smp, rows  # the centres are all the grouping keeps
+        del smp  # the centres are all the grouping keeps
         g = grouping.centres.shape[0]
-        # 2. assign every pattern, block by block
+        c64 = grouping.centres.astype(np.float64)
+        csq = (c64 * c64).sum(1)
+        # 2. each pattern's group, block by block
         assign = np.empty(m, np.int64)
         for k, blk in enumerate(blocks):
-            for a in range(0, blk.shape[0], ASSIGN_CHUNK):
-                x = _grid_f32(blk[a : a + ASSIGN_CHUNK])
+            for a in range(0, blk.shape[0], BUILD_ROWS):
+                x = _grid_f32(blk[a : a + BUILD_ROWS])
                 assign[starts[k] + a : starts[k] + a + x.shape[0]] = grouping.assign(x)
             if release is not None:
                 release(k)
-        order = np.argsort(assign, kind="stable")
+        self.perm = np.argsort(assign, kind="stable").astype(np.int64)
         self.goff = np.zeros(g + 1, np.int64)
         np.cumsum(np.bincount(assign, minlength=g), out=self.goff[1:])
-        self.perm = order.astype(np.int64)
         self.inv = np.empty(m, np.int64)
         self.inv[self.perm] = np.arange(m, dtype=np.int64)
-        del order
-        # 3. group-ordered grid copy and per-pattern bounds, block by block
+        # 3. the grid copy in group order (a group's rows are contiguous for the scans;
+        # the copy is scattered into place block by block, never held twice), |p|^2
+        # (exact: sums of grid squares) and e(p, c) in float64 (no cancellation error
+        # worth the name)
         self.units = np.empty((m, dim), np.uint16)
         self.psq = np.empty(m, np.float32)
         self.epc = np.empty(m, np.float32)
-        c64 = grouping.centres.astype(np.float64)
         for k, blk in enumerate(blocks):
-            for a in range(0, blk.shape[0], step):
-                u = quantize(blk[a : a + step])[0]
+            for a in range(0, blk.shape[0], BUILD_ROWS):
+                u = quantize(blk[a : a + BUILD_ROWS])[0]
                 canon = np.arange(starts[k] + a, starts[k] + a + u.shape[0])
                 pos = self.inv[canon]
                 self.units[pos] = u
                 x = u.view(np.float16).astype(np.float64)
                 sq = (x * x).sum(1)
-                cg = c64[assign[canon]]
-                # centre distances in float64: no cancellation error worth the name
-                e2 = sq + (cg * cg).sum(1) - 2 * np.einsum("ij,ij->i", x, cg)
-                self.psq[pos] = sq.astype(np.float32)  # exact: sums of grid squares
+                own = assign[canon]
+                e2 = sq + csq[own] - 2 * np.einsum("ij,ij->i", x, c64[own])
+                self.psq[pos] = sq
                 self.epc[pos] = np.sqrt(np.maximum(e2, 0))
             if release is not None:
                 release(k)
@@ -441,7 +444,7 @@ class PrunedCoverage:
         self.owner = owner_c[self.perm]
         self.owner_c = owner_c
         self.centres32 = grouping.centres.astype(np.float32)
-        self.csq = (c64 * c64).sum(1)
+        self.csq = csq
         self.g = g
         self.scale = np.float32(K.WSCALE)
         self.picked = np.zeros(n, dtype=bool)

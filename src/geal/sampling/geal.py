@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from geal.bank import PatternBank
 
 
-PRUNE_MIN_PATTERNS = 200_000  # below this a plain pass is as fast as the bookkeeping
+PRUNE_MIN_PATTERNS = 25_000  # below this a plain pass is as fast as the bookkeeping
 
 
 def make_coverage(
