@@ -20,6 +20,7 @@ def clustered_patterns(
     concepts: int = 2000,
     spread: float = 0.35,
     seed: int = 0,
+    images_seed: int | None = None,
     dtype: Any = np.float16,
     chunk: int = 65536,
 ) -> np.ndarray:
@@ -30,6 +31,9 @@ def clustered_patterns(
     directions (a two-level hierarchy); each image takes its patterns from 1-3 concepts
     and adds Gaussian noise of relative size ``spread``. Isotropic noise would make
     every pairwise distance equal, unlike real features and the worst case for pruning.
+
+    ``seed`` draws the concepts; ``images_seed`` (default: the same generator) draws the
+    images, so a large bank can be written shard by shard over one set of concepts.
     """
     rng = np.random.default_rng(seed)
     top = rng.standard_normal((themes, dim)).astype(np.float32)
@@ -38,6 +42,8 @@ def clustered_patterns(
         (concepts, dim)
     ).astype(np.float32) / np.sqrt(dim)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    if images_seed is not None:
+        rng = np.random.default_rng([seed, images_seed])
     out = np.empty((n_images * per_image, dim), dtype=dtype)
     for a in range(0, n_images, chunk):
         b = min(a + chunk, n_images)
@@ -62,7 +68,7 @@ def warm_up(strategy: str, prune: str, device: str = "cpu") -> None:
     from geal.bank import PatternBank
     from geal.sampling import select
 
-    n = 2000
+    n = 6000  # 30,000 patterns: ``auto`` prunes, as it does on the benchmarks' banks
     pats = clustered_patterns(n, 5, 384, seed=1, dtype=np.float32)
     select(PatternBank.from_arrays(pats, np.full(n, 5)), 50, strategy, device=device, prune=prune)
 

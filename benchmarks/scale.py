@@ -3,10 +3,11 @@
     python benchmarks/scale.py [--sizes 10000,100000,1000000] [--budget 10000]
 
 Each bank is synthetic (5 patterns x 384 dims per image, float16, clustered as real
-banks are: see ``_common.clustered_patterns``), written to disk as a real bank and
-opened memory-mapped. Each (size, sampler, mode) runs in a fresh process so its peak
-memory is its own: ``peak_mb`` is the process's peak RSS above its RSS before the bank
-was opened. ``plain`` makes one pass over every pattern per pick; ``pruned`` skips the
+banks are: see ``_common.clustered_patterns``; one set of 2,000 concepts in 100 themes
+for the whole bank, the select_speed bank drawn larger, shard by shard), written to disk
+as a real bank and opened memory-mapped. Each (size, sampler, mode) runs in a fresh
+process so its peak memory is its own: ``peak_mb`` is the process's peak RSS above its
+RSS before the bank was opened (after a warm-up run on a small bank in the same mode). ``plain`` makes one pass over every pattern per pick; ``pruned`` skips the
 patterns whose distance cannot change (same ranking, checked on the first picks).
 A plain run whose full budget would take too long is timed on its first
 ``--plain-picks`` picks and extrapolated (its cost per pick is constant): the JSON says
@@ -47,7 +48,7 @@ def write_bank(root: Path, n: int) -> int:
     )
     for s in w.missing_shards():
         a, b = w.shard_range(s)
-        pats = clustered_patterns(b - a, K, DIM, seed=1000 + s)
+        pats = clustered_patterns(b - a, K, DIM, seed=0, images_seed=s)
         w.write(s, np.full(b - a, K, np.int32), pats, None, [])
     w.finish()
     return sum(p.stat().st_size for p in root.glob("shard-*.safetensors"))

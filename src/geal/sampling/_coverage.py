@@ -13,9 +13,11 @@ and takes the first pattern whose running weight exceeds u.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -64,6 +66,26 @@ def quantize(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return u.astype(np.float16).view(np.uint16), norms
 
 
+def trim_heap() -> None:
+    """Hand freed heap memory back to the system (glibc only; elsewhere a no-op).
+
+    glibc keeps freed blocks of up to twice its adaptive mmap threshold, which grows with
+    every large temporary freed; after building a big state that is tens of MB counted
+    as resident for nothing.
+    """
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None)
+    except OSError:  # no C library to load (not a glibc-like system)
+        return None
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -84,8 +106,8 @@ class Coverage:
         device: ``cpu``, ``cuda`` or ``auto``.
         chunk: rows per matrix product when many images are added at once (memory bound).
         block: patterns per bookkeeping block on the CPU.
-        release: called with a block's position once it has been read (lets a bank drop
-            the pages of a memory-mapped shard).
+        release: called with a block's position after each step through it (lets a bank
+            drop the pages of a memory-mapped shard as they are read).
     """
 
     def __init__(
@@ -122,8 +144,8 @@ class Coverage:
                 self.units[at : at + u.shape[0]] = u
                 self.norms[at : at + u.shape[0]] = nrm
                 at += u.shape[0]
-            if release is not None:
-                release(k)
+                if release is not None:  # the pages read so far: one step resident at most
+                    release(k)
         self.euclid = distance == "euclidean"
         self.distance = distance
         # weights must stay below 2^32 per pattern: scale distances into [0, 4)

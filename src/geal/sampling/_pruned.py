@@ -34,7 +34,7 @@ from numba import njit, prange
 
 from geal.errors import SelectionError
 from geal.sampling import _kernels as K
-from geal.sampling._coverage import INIT, QUANT_ROWS, quantize
+from geal.sampling._coverage import INIT, QUANT_ROWS, quantize, trim_heap
 
 
 def _grid_f32(block: np.ndarray) -> np.ndarray:
@@ -357,8 +357,8 @@ class PrunedCoverage:
         counts: patterns per image.
         group_size: mean patterns per group; smaller groups prune more but cost more
             per pick (one distance per group).
-        release: called with a block's position once it has been read (lets a bank drop
-            the pages of a memory-mapped shard).
+        release: called with a block's position after each step through it (lets a bank
+            drop the pages of a memory-mapped shard as they are read).
     """
 
     def __init__(
@@ -403,6 +403,7 @@ class PrunedCoverage:
                 release(k)
         grouping = _Grouping(smp, max(1, m // group_size), seed)
         del smp  # the centres are all the grouping keeps
+        trim_heap()  # the sampling's temporaries, before the copy is allocated
         g = grouping.centres.shape[0]
         c64 = grouping.centres.astype(np.float64)
         csq = (c64 * c64).sum(1)
@@ -412,8 +413,8 @@ class PrunedCoverage:
             for a in range(0, blk.shape[0], BUILD_ROWS):
                 x = _grid_f32(blk[a : a + BUILD_ROWS])
                 assign[starts[k] + a : starts[k] + a + x.shape[0]] = grouping.assign(x)
-            if release is not None:
-                release(k)
+                if release is not None:  # the pages read so far: one step resident at most
+                    release(k)
         self.perm = np.argsort(assign, kind="stable").astype(np.int64)
         self.goff = np.zeros(g + 1, np.int64)
         np.cumsum(np.bincount(assign, minlength=g), out=self.goff[1:])
@@ -438,8 +439,8 @@ class PrunedCoverage:
                 e2 = sq + csq[own] - 2 * np.einsum("ij,ij->i", x, c64[own])
                 self.psq[pos] = sq
                 self.epc[pos] = np.sqrt(np.maximum(e2, 0))
-            if release is not None:
-                release(k)
+                if release is not None:
+                    release(k)
         del assign
         self.owner = owner_c[self.perm]
         self.owner_c = owner_c
@@ -466,6 +467,7 @@ class PrunedCoverage:
                 self._rad[j] = self.epc[a:b].max()
                 self._sqmax[j] = self.psq[a:b].max()
         self._recount_all()
+        trim_heap()  # the build's temporaries
         self.visited = 0  # patterns of visited groups, for the benchmark
 
     # --- shared interface ---------------------------------------------------------------
