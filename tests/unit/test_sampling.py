@@ -249,3 +249,47 @@ def test_prune_option_is_checked() -> None:
         select(bank, 3, "fds", prune="on", distance="euclidean")
     with pytest.raises(SelectionError, match="auto, on or off"):
         select(bank, 3, "fds", prune="maybe")
+
+
+def test_mapped_multi_shard_bank_ranks_as_in_memory(tmp_path: Path) -> None:
+    """Shards are read in steps and their pages let go mid-shard: nothing may change."""
+    from geal.bank import BankWriter
+    from geal.sampling import _pruned
+
+    src = clustered_bank(4, 400, dim=24)
+    w = BankWriter.create_or_resume(tmp_path / "b", {"model": "m"}, {"fingerprint": "f"}, 400, 64)
+    for k in w.missing_shards():
+        a, b = w.shard_range(k)
+        lo, hi = int(src.offsets[a]), int(src.offsets[b])
+        pats = src.patterns_array()[lo:hi].astype(np.float16)
+        w.write(k, src.counts[a:b].astype(np.int32), pats, None, [])
+    w.finish()
+    bank = PatternBank.open(tmp_path / "b")
+    assert len(bank.shards) == 7
+    released: list[int] = []
+    real = bank.release_block
+
+    def spy(k: int) -> None:
+        released.append(k)
+        real(k)
+
+    bank.release_block = spy  # type: ignore[method-assign]
+    old = _pruned.BUILD_ROWS
+    _pruned.BUILD_ROWS = 50  # several steps per shard
+    try:
+        mem = PatternBank.from_arrays(bank.patterns_array(), bank.counts)
+        for strategy in ("fds", "prob"):
+            ref = select(mem, 60, strategy, seed=3, prune="off")
+            for prune in ("on", "off"):
+                released.clear()
+                got = select(bank, 60, strategy, seed=3, prune=prune)
+                assert got.order.tolist() == ref.order.tolist()
+                assert np.array_equal(got.radius, ref.radius)
+            # a pruned build samples shard 0 once, then steps through it twice,
+            # letting its pages go after every step
+            released.clear()
+            select(bank, 1, strategy, seed=3, prune="on")
+            steps = -(-bank.shards[0].patterns.shape[0] // 50)
+            assert steps >= 3 and released.count(0) == 1 + 2 * steps
+    finally:
+        _pruned.BUILD_ROWS = old
