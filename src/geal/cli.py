@@ -133,7 +133,7 @@ def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> 
         "--prune",
         default="auto",
         choices=["auto", "on", "off"],
-        help="exact pruned distance updates for large banks (CPU, cosine; same ranking)",
+        help="exact pruned distance updates (auto: CPU, cosine, from 25,000 patterns; same ranking)",
     )
     g.add_argument(
         "--to",
