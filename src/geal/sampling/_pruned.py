@@ -397,10 +397,12 @@ class PrunedCoverage:
         at = 0
         for k, blk in enumerate(blocks):
             sel = pick[(pick >= starts[k]) & (pick < starts[k + 1])] - starts[k]
-            smp[at : at + sel.size] = _grid_f32(blk[sel])
-            at += sel.size
-            if release is not None:
-                release(k)
+            for a in range(0, blk.shape[0], QUANT_ROWS):  # a window of the shard at a time
+                win = sel[(sel >= a) & (sel < a + QUANT_ROWS)]
+                smp[at : at + win.size] = _grid_f32(blk[win])
+                at += win.size
+                if release is not None:
+                    release(k)
         grouping = _Grouping(smp, max(1, m // group_size), seed)
         del smp  # the centres are all the grouping keeps
         trim_heap()  # the sampling's temporaries, before the copy is allocated
