@@ -82,7 +82,7 @@ def trim_heap() -> None:
 def _libc() -> Any:
     try:
         return ctypes.CDLL(None)
-    except OSError:  # no C library to load (not a glibc-like system)
+    except (OSError, TypeError):  # no C library to load this way (e.g. Windows)
         return None
 
 
