@@ -109,6 +109,7 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
 
 def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> None:
     from geal.sampling import DEFAULT_STRATEGY, SAMPLERS
+    from geal.sampling.geal import PRUNE_MIN_PATTERNS
 
     g = p.add_argument_group("selection")
     g.add_argument("--budget", type=int, default=None, help="images to select")
@@ -133,7 +134,8 @@ def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> 
         "--prune",
         default="auto",
         choices=["auto", "on", "off"],
-        help="exact pruned distance updates (auto: CPU, cosine, from 25,000 patterns; same ranking)",
+        help=f"exact pruned distance updates (auto: CPU, cosine, from {PRUNE_MIN_PATTERNS:,} "
+        "patterns; same ranking)",
     )
     g.add_argument(
         "--to",
