@@ -396,11 +396,11 @@ class PrunedCoverage:
         smp = np.empty((pick.size, dim), np.float32)
         at = 0
         for k, blk in enumerate(blocks):
-            sel = pick[(pick >= starts[k]) & (pick < starts[k + 1])] - starts[k]
             for a in range(0, blk.shape[0], QUANT_ROWS):  # a window of the shard at a time
-                win = sel[(sel >= a) & (sel < a + QUANT_ROWS)]
-                smp[at : at + win.size] = _grid_f32(blk[win])
-                at += win.size
+                end = min(a + QUANT_ROWS, blk.shape[0])
+                lo, hi = np.searchsorted(pick, starts[k] + np.array([a, end]))
+                smp[at : at + hi - lo] = _grid_f32(blk[pick[lo:hi] - starts[k]])
+                at += hi - lo
                 if release is not None:
                     release(k)
         grouping = _Grouping(smp, max(1, m // group_size), seed)
