@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,45 @@ def warm_up(strategy: str, prune: str, device: str = "cpu") -> None:
     n = 6000  # 30,000 patterns: ``auto`` prunes, as it does on the benchmarks' banks
     pats = clustered_patterns(n, 5, 384, seed=1, dtype=np.float32)
     select(PatternBank.from_arrays(pats, np.full(n, 5)), 50, strategy, device=device, prune=prune)
+
+
+def write_synthetic_bank(
+    root: Path, n: int, per_image: int, shard: int, draw: Callable[[int, int, int], np.ndarray]
+) -> int:
+    """Write a real bank of ``n`` images at ``root``; ``draw(a, b, s)`` gives the patterns
+    of images ``a:b`` (shard ``s``), ``per_image`` each. Returns its bytes on disk."""
+    from geal.bank import BankWriter
+
+    w = BankWriter.create_or_resume(
+        root, {"model": "synthetic"}, {"fingerprint": "synthetic"}, n, shard
+    )
+    for s in w.missing_shards():
+        a, b = w.shard_range(s)
+        w.write(s, np.full(b - a, per_image, np.int32), draw(a, b, s), None, [])
+    w.finish()
+    return sum(p.stat().st_size for p in root.glob("shard-*.safetensors"))
+
+
+def measured_select(
+    bank: str, budget: int, strategy: str, *, prune: str, device: str = "cpu"
+) -> tuple[Any, float, float]:
+    """After :func:`warm_up`, open ``bank`` memory-mapped and select from it.
+
+    Returns the ranking, the seconds (open + select) and the peak RSS in MiB above the
+    RSS just before the bank was opened.
+    """
+    from geal.bank import PatternBank
+    from geal.sampling import select
+
+    warm_up(strategy, prune, device)
+    base = rss_mb()
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    r = select(
+        PatternBank.open(bank), budget, strategy, seed=0, device=device, progress=False,
+        prune=prune,
+    )  # fmt: skip
+    return r, time.perf_counter() - t0, peak_rss_mb() - base
 
 
 def rss_mb() -> float:

@@ -24,54 +24,22 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (
-    clustered_patterns,
-    machine,
-    peak_rss_mb,
-    reset_peak_rss,
-    rss_mb,
-    warm_up,
-)
+from _common import clustered_patterns, machine, measured_select, write_synthetic_bank
 
 K, DIM = 5, 384
 
 
 def write_bank(root: Path, n: int) -> int:
-    from geal.bank import BankWriter
-
-    shard = 8192
-    w = BankWriter.create_or_resume(
-        root, {"model": "synthetic"}, {"fingerprint": "synthetic"}, n, shard
+    return write_synthetic_bank(
+        root, n, K, 8192, lambda a, b, s: clustered_patterns(b - a, K, DIM, seed=0, images_seed=s)
     )
-    for s in w.missing_shards():
-        a, b = w.shard_range(s)
-        pats = clustered_patterns(b - a, K, DIM, seed=0, images_seed=s)
-        w.write(s, np.full(b - a, K, np.int32), pats, None, [])
-    w.finish()
-    return sum(p.stat().st_size for p in root.glob("shard-*.safetensors"))
 
 
 def child(bank: str, strategy: str, budget: int, mode: str) -> None:
-    from geal.bank import PatternBank
-    from geal.sampling import select
-
-    warm_up(strategy, "on" if mode == "pruned" else "off")
-    base = rss_mb()
-    reset_peak_rss()
-    t0 = time.perf_counter()
-    b = PatternBank.open(bank)
-    r = select(
-        b, budget, strategy, seed=0, prune="on" if mode == "pruned" else "off", progress=False
-    )
-    sec = time.perf_counter() - t0
-    print(
-        json.dumps(
-            {"seconds": sec, "peak_mb": peak_rss_mb() - base, "order": r.order[:50].tolist()}
-        )
-    )
+    prune = "on" if mode == "pruned" else "off"
+    r, sec, peak = measured_select(bank, budget, strategy, prune=prune)
+    print(json.dumps({"seconds": sec, "peak_mb": peak, "order": r.order[:50].tolist()}))
 
 
 def run_child(bank: Path, strategy: str, budget: int, mode: str) -> dict:

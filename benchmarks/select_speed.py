@@ -16,49 +16,16 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (
-    clustered_patterns,
-    machine,
-    peak_rss_mb,
-    reset_peak_rss,
-    rss_mb,
-    warm_up,
-)
-
-
-def write_bank(root: Path, n: int, k: int, dim: int) -> int:
-    from geal.bank import BankWriter
-
-    pats = clustered_patterns(n, k, dim, seed=0)
-    w = BankWriter.create_or_resume(
-        root, {"model": "synthetic"}, {"fingerprint": "synthetic"}, n, 4096
-    )
-    for s in w.missing_shards():
-        a, b = w.shard_range(s)
-        w.write(s, np.full(b - a, k, np.int32), pats[a * k : b * k], None, [])
-    w.finish()
-    return sum(p.stat().st_size for p in root.glob("shard-*.safetensors"))
+from _common import clustered_patterns, machine, measured_select, write_synthetic_bank
 
 
 def child(bank: str, strategy: str, budget: int, device: str, prune: str) -> None:
-    from geal.bank import PatternBank
-    from geal.sampling import select
-
-    warm_up(strategy, prune, device)
-    base = rss_mb()
-    reset_peak_rss()
-    t0 = time.perf_counter()
-    b = PatternBank.open(bank)
-    r = select(b, budget, strategy, seed=0, device=device, progress=False, prune=prune)
-    sec = time.perf_counter() - t0
+    r, sec, peak = measured_select(bank, budget, strategy, prune=prune, device=device)
     out = {"strategy": strategy, "prune": prune, "seconds": round(sec, 2),
-           "ms_per_pick": round(sec / budget * 1000, 3), "peak_mb_above_start": round(peak_rss_mb() - base, 1),
+           "ms_per_pick": round(sec / budget * 1000, 3), "peak_mb_above_start": round(peak, 1),
            "final_radius": float(r.radius[-1])}  # fmt: skip
     print(json.dumps(out))
 
@@ -81,7 +48,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         bank = Path(tmp) / "bank"
-        size = write_bank(bank, a.images, a.patterns, a.dim)
+        pats = clustered_patterns(a.images, a.patterns, a.dim, seed=0)
+        size = write_synthetic_bank(
+            bank, a.images, a.patterns, 4096, lambda i, j, _s: pats[i * a.patterns : j * a.patterns]
+        )
         runs = []
         for strategy in a.strategies.split(","):
             for prune in a.prune.split(","):
