@@ -184,6 +184,20 @@ def ratio_table(ratios: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def wall_line(info: dict[str, Any]) -> str:
+    """The markdown line on this run's wall time (and the interrupted run it resumed)."""
+    wall = info["wall_seconds"]
+    line = f"- Wall time of this run: {wall / 60:.1f} min ({wall:.0f} s)"
+    resumed = info["config"].get("resumed_rows")
+    if not resumed:
+        return line + "."
+    line += f"; it resumed an interrupted run and kept that run's {resumed} finished rows"
+    earlier = info.get("earlier_wall_seconds")
+    if earlier:
+        return line + f", which took {earlier / 60:.0f} min before."
+    return line + ", whose time is not counted here."
+
+
 def write_markdown(path: Path, info: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     cfg = info["config"]
     m = info["machine"]
@@ -202,23 +216,12 @@ def write_markdown(path: Path, info: dict[str, Any], rows: list[dict[str, Any]])
         f"- Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} with "
         f"{m['torch_threads']} thread(s), Python {m['python']}; shared with other work, "
         "so timings are indicative.",
-        f"- Wall time of this run: {info['wall_seconds'] / 60:.1f} min "
-        f"({info['wall_seconds']:.0f} s)"
-        + (
-            f"; it resumed an interrupted run and kept that run's {cfg['resumed_rows']} "
-            "finished rows"
-            + (
-                f", which took {info['earlier_wall_seconds'] / 60:.0f} min before."
-                if info.get("earlier_wall_seconds")
-                else ", whose time is not counted here."
-            )
-            if cfg.get("resumed_rows")
-            else "."
-        ),
+        wall_line(info),
         f"- Pool: the first {cfg['pool_size']:,} Fashion-MNIST training images; test: the "
         f"{cfg['test_size']:,} test images. Budgets {', '.join(map(str, cfg['budgets']))}; "
         f"seeds {', '.join(map(str, cfg['seeds']))} (each seed reselects and retrains).",
-        f"- Backbones: `{MODEL}` at {cfg['image_size']} px, stage {cfg['stage']} (stride {2 ** (cfg['stage'] + 1)}), "
+        f"- Backbones: `{MODEL}` at {cfg['image_size']} px, stage {cfg['stage']} "
+        f"(stride {2 ** (cfg['stage'] + 1)}), "
         "ImageNet weights; and the same architecture with fixed random weights "
         "(`-random`), a control for the value of pre-training. One bank per backbone and "
         "K (K=1 and K=5 for the pre-trained one, K=5 for the control); extraction wall "
@@ -280,11 +283,13 @@ def cnn_recipe_text() -> str:
     )
 
 
-def finished_rows(partial: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The rows of an interrupted run's strategies that finished every budget and seed."""
+def finished_rows(partial: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
+    """The rows of an interrupted run's strategies that finished every budget and seed,
+    and the wall seconds that run (and any it resumed) had spent."""
     if not partial.exists():
-        return []
-    rows = load_results(partial)["rows"]
+        return [], 0.0
+    saved = load_results(partial)
+    rows = saved["rows"]
     want = len(args.budgets) * len(args.seeds) * len(args.protocols)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
@@ -292,7 +297,7 @@ def finished_rows(partial: Path, args: argparse.Namespace) -> list[dict[str, Any
             groups.setdefault((r["backbone"], r["strategy"]), []).append(r)
     kept = [r for g in groups.values() if len(g) == want for r in g]
     log.info("resuming: %d finished rows of %d strategies", len(kept), len(kept) // want)
-    return kept
+    return kept, float(saved.get("wall_seconds", 0.0))
 
 
 def write_plots(out: Path, rows: list[dict[str, Any]], pool: int, test: int) -> None:
@@ -355,13 +360,13 @@ def main(argv: list[str] | None = None) -> None:
         len(task.test_labels),
     )
     partial = out / "quality.partial.json"
-    rows = finished_rows(partial, args) if args.resume else []
+    rows, earlier = finished_rows(partial, args) if args.resume else ([], 0.0)
     resumed = len(rows)
 
     def keep(row: dict[str, Any]) -> None:
         rows.append(row)
         if len(rows) % 20 == 0:
-            save_results(partial, rows)
+            save_results(partial, rows, wall_seconds=earlier + time.perf_counter() - t0)
 
     done = {(r["backbone"], r["strategy"]) for r in rows}
     todo = [s for s in args.strategies if (MODEL, s) not in done]
@@ -389,6 +394,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": command,
         "machine": machine(),
         "wall_seconds": wall,
+        "earlier_wall_seconds": earlier,
         "config": {
             "pool_size": task.n,
             "test_size": len(task.test_labels),
