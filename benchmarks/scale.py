@@ -7,8 +7,9 @@ banks are: see ``_common.clustered_patterns``; one set of 2,000 concepts in 100 
 for the whole bank, the select_speed bank drawn larger, shard by shard), written to disk
 as a real bank and opened memory-mapped. Each (size, sampler, mode) runs in a fresh
 process so its peak memory is its own: ``peak_mb`` is the process's peak RSS above its
-RSS before the bank was opened (after a warm-up run on a small bank in the same mode). ``plain`` makes one pass over every pattern per pick; ``pruned`` skips the
-patterns whose distance cannot change (same ranking, checked on the first picks).
+RSS before the bank was opened (after a warm-up run on a small bank in the same mode).
+``plain`` makes one pass over every pattern per pick; ``pruned`` skips the patterns
+whose distance cannot change (same ranking, checked on the first picks).
 A plain run whose full budget would take too long is timed on its first
 ``--plain-picks`` picks and extrapolated (its cost per pick is constant): the JSON says
 which figures are extrapolated.

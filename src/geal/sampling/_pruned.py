@@ -3,9 +3,10 @@
 Same state and the same draws as :class:`~geal.sampling._coverage.Coverage`, so the
 rankings are identical, but a pick only touches patterns whose distance can change.
 
-Patterns are split into G coarse groups (spherical k-means on a sample) and stored
-group by group (the grid copy is the plain sampler's, in another order). For a group with centre c, members p and a new query q (all vectors
-on the 2^-11 grid, so |p|^2, |q|^2 and <p, q> are exact), the triangle inequality gives
+Patterns are split into G coarse groups (spherical k-means on a sample) and stored group
+by group (the grid copy is the plain sampler's, in another order). For a group with
+centre c, members p and a new query q (all vectors on the 2^-11 grid, so |p|^2, |q|^2
+and <p, q> are exact), the triangle inequality gives
 
     e(p, q) >= |e(q, c) - e(p, c)|      and      e(p, q) >= e(q, c) - r_c,
 

@@ -28,10 +28,11 @@ prefix of a larger budget's (the ranking property).
 Cost. The gains are summed over a seeded sample of ``sample`` patterns (default 4,000)
 rather than all of them. All gains are computed once per scale: O(images x sample)
 kernel evaluations per doubling of n, on the images x sample largest dot products,
-computed once (O(patterns x sample x dim)) and kept while they fit in ``cache_mb``. Between, gains only fall (the objective is submodular), so a lazy
-greedy step re-evaluates a few candidates, each O(sample); the coverage state that
-reports the radius takes one pass over the patterns, as for FDS. Sums run in float64 in
-a fixed order on the CPU: the same inputs and seed give the same ranking.
+computed once (O(patterns x sample x dim)) and kept while they fit in ``cache_mb``.
+Between, gains only fall (the objective is submodular), so a lazy greedy step
+re-evaluates a few candidates, each O(sample); the coverage state that reports the radius
+takes one pass over the patterns, as for FDS. Sums run in float64 in a fixed order on
+the CPU: the same inputs and seed give the same ranking.
 """
 
 from __future__ import annotations
@@ -203,9 +204,10 @@ def kernelcover(
     """Kernel coverage of the knowledge clusters with a shrinking scale (see module doc).
 
     Options: ``sample`` (client patterns the gains are summed over, default 4000),
-    ``cache_mb`` (keep the images x sample dot products in memory when they fit in
-    this many MiB, default 1024: each new scale then costs no matrix product), ``chunk``, ``journal``, ``journal_key``, ``progress``. Cosine distance only (the
-    kernel lives on the sphere); runs on the CPU.
+    ``cache_mb`` (keep the images x sample dot products in memory when they fit in this
+    many MiB, default 1024: each new scale then costs no matrix product), ``chunk``,
+    ``journal``, ``journal_key``, ``progress``. Cosine distance only (the kernel lives
+    on the sphere); runs on the CPU.
     """
     if distance != "cosine":
         raise SelectionError(
