@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import clustered_patterns, machine, measured_select, write_synthetic_bank
 
@@ -47,6 +49,34 @@ def run_child(bank: Path, strategy: str, budget: int, mode: str) -> dict:
     cmd = [sys.executable, __file__, "--child", str(bank), strategy, str(budget), mode]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def trace(bank: Path, budget: int, every: int) -> None:
+    """Where a pruned FDS selection spends its time: one JSON line per ``every`` picks.
+
+    The build's seconds first, then per window the milliseconds per pick and, per pick,
+    the patterns of the groups visited and the patterns whose distance was computed.
+    """
+    from geal.bank import PatternBank
+    from geal.sampling.geal import pattern_coverage
+
+    b = PatternBank.open(bank)
+    t0 = time.perf_counter()
+    cov = pattern_coverage(b, prune="on")
+    print(json.dumps({"build_seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    cov.add([int(np.random.default_rng(0).integers(b.n))])
+    last, visited, computed = time.perf_counter(), 0, 0
+    for i in range(1, budget):
+        cov.add([cov.farthest()])
+        if i % every == 0:
+            now = time.perf_counter()
+            print(json.dumps({
+                "picks": i, "ms_per_pick": round((now - last) * 1000 / every, 1),
+                "visited_per_pick": (cov.visited - visited) // every,  # type: ignore[union-attr]
+                "computed_per_pick": (cov.computed - computed) // every,  # type: ignore[union-attr]
+                "radius": round(cov.radius(), 3),
+            }), flush=True)  # fmt: skip
+            last, visited, computed = now, cov.visited, cov.computed  # type: ignore[union-attr]
 
 
 def main() -> None:
@@ -74,10 +104,17 @@ def main() -> None:
         "cheaper as the radius shrinks)",
     )
     ap.add_argument("--dir", default=None, help="where to write the banks (default: a temp dir)")
+    ap.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        metavar="EVERY",
+        help="instead: trace a pruned fds selection of each size, a JSON line per EVERY picks",
+    )
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.plain_picks < 1 or a.pruned_picks < 1:
-        ap.error("--plain-picks and --pruned-picks must be at least 1")
+    if a.plain_picks < 1 or a.pruned_picks < 1 or a.trace < 0:
+        ap.error("--plain-picks and --pruned-picks must be at least 1, --trace at least 0")
     if a.child:
         child(a.child[0], a.child[1], int(a.child[2]), a.child[3])
         return
@@ -89,6 +126,10 @@ def main() -> None:
             size = write_bank(bank, n)
             made = time.perf_counter() - t0
             budget = min(a.budget, n)
+            if a.trace:
+                print(json.dumps({"images": n, "budget": budget}), flush=True)
+                trace(bank, budget, a.trace)
+                continue
             for strategy in a.strategies.split(","):
                 pruned_full = n < a.full_pruned_below
                 p_picks = budget if pruned_full else min(a.pruned_picks, budget)
@@ -119,6 +160,8 @@ def main() -> None:
                 print(json.dumps(rows[-1]), file=sys.stderr)
             for p in bank.glob("*"):
                 p.unlink()
+    if a.trace:
+        return
     print(json.dumps({"benchmark": "scale", "patterns_per_image": K, "dim": DIM, "dtype": "float16",
                       "machine": machine(), "rows": rows}, indent=2))  # fmt: skip
 
