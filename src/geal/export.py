@@ -578,6 +578,7 @@ def write_selection_json(
         "budgets": budget_list,
         "picks": len(ranking),
         "nested": ranking.nested,
+        **({"why_not_nested": ranking.why_not_nested} if ranking.why_not_nested else {}),
         "bank_manifest_hash": bank_manifest_hash,
         "pool": pool.describe() if pool is not None else None,
         "geal_version": __version__,

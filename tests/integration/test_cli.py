@@ -116,6 +116,22 @@ def test_labeled_images_are_never_picked(tmp_path: Path) -> None:
     assert len(ids) == 15 and not set(ids) & set(fake.ids[:5])
 
 
+def test_strata_selects_every_budget_afresh_and_says_why(tmp_path: Path) -> None:
+    fake = make_folder_pool(tmp_path / "pool", 16)
+    labeled = tmp_path / "labeled.txt"
+    labeled.write_text("\n".join(fake.ids[:3]) + "\n")
+    out = tmp_path / "sel"
+    argv = ["run", str(fake.path), "--budgets", "4,9", "--strategy", "strata", "--to", "indices"]
+    assert main([*argv, "--labeled", str(labeled), "--out", str(out), *TINY]) == 0
+    sel = json.loads((out / "selection.json").read_text())
+    assert sel["strategy"] == "strata" and sel["nested"] is False
+    assert "equal-mass cells" in sel["why_not_nested"]
+    for budget in (4, 9):
+        picked = json.loads((out / f"indices_geal_{budget}.json").read_text())
+        assert len(set(picked)) == budget
+        assert not {fake.ids[i] for i in picked} & set(fake.ids[:3])
+
+
 def test_run_reuses_the_cached_bank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fake = make_folder_pool(tmp_path / "pool", 10)
     args = ["run", str(fake.path), "--budget", "3", "--out", str(tmp_path / "a"), *TINY]

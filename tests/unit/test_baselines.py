@@ -1,4 +1,4 @@
-"""Baselines on global features: kcenter, kmeans, typiclust, probcover, activeft."""
+"""Samplers on global features: kcenter, kmeans, typiclust, probcover, activeft, strata."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from geal.sampling._global import knn_mean_dist, nearest_unused, pair_dist, unit
 from geal.sampling.activeft import fit_centroids, loss_and_grad
 from geal.sampling.probcover import ball_graph, ball_purity, purity_margins
 
-BASELINES = ("kcenter", "kmeans", "typiclust", "probcover", "activeft")
+BASELINES = ("kcenter", "kmeans", "typiclust", "probcover", "activeft", "strata")
 NESTED = {
     "kcenter": True,
     "kmeans": False,
     "typiclust": False,
     "probcover": True,
     "activeft": False,
+    "strata": False,
 }
 
 
@@ -81,11 +82,12 @@ def test_whole_pool_can_be_picked(name: str, pool: PatternBank) -> None:
     assert sorted(r.order.tolist()) == sorted(set(np.flatnonzero(pool.valid).tolist()) - {5})
 
 
-@pytest.mark.parametrize("name", ["kmeans", "typiclust", "activeft"])
+@pytest.mark.parametrize("name", ["kmeans", "typiclust", "activeft", "strata"])
 def test_not_nested_rankings_refuse_other_budgets(name: str, pool: PatternBank) -> None:
     r = select(pool, 4, name, progress=False)
     with pytest.raises(SelectionError):
         r.selection(3)
+    assert r.why_not_nested and "afresh" in r.why_not_nested
 
 
 # --- kcenter ---------------------------------------------------------------------------------

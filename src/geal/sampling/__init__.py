@@ -17,6 +17,7 @@ from geal.sampling import kernelcover as _kernelcover  # noqa: F401
 from geal.sampling import kmeans as _kmeans  # noqa: F401
 from geal.sampling import probcover as _probcover  # noqa: F401
 from geal.sampling import random as _random  # noqa: F401
+from geal.sampling import strata as _strata  # noqa: F401
 from geal.sampling import typiclust as _typiclust  # noqa: F401
 from geal.sampling.base import SAMPLERS, Ranking, Sampler, register_sampler
 

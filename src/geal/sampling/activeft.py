@@ -234,4 +234,6 @@ def activeft(
         seed,
         params,
         nested=False,
+        why_not_nested="as many centroids as the budget are fitted together, so every budget is "
+        "solved afresh",
     )

@@ -42,6 +42,7 @@ class Ranking:
     seed: int
     params: dict[str, Any] = field(default_factory=dict)
     nested: bool = True
+    why_not_nested: str | None = None
 
     def __post_init__(self) -> None:
         self.order = np.asarray(self.order, dtype=np.int64)

@@ -78,5 +78,12 @@ def kmeans_sampler(
     log.info("kmeans: %d clusters in %d iterations", budget, km.n_iter)
     params = {"distance": distance, **kmo}
     return Ranking(
-        pool.index[rows], np.full(budget, np.nan, np.float32), "kmeans", seed, params, nested=False
+        pool.index[rows],
+        np.full(budget, np.nan, np.float32),
+        "kmeans",
+        seed,
+        params,
+        nested=False,
+        why_not_nested="k-means is fit with as many centres as the budget, so every budget is "
+        "solved afresh",
     )

@@ -129,4 +129,6 @@ def typiclust(
         seed,
         params,
         nested=False,
+        why_not_nested="the pool is clustered into as many clusters as the budget (at most "
+        "max_clusters), so every budget is solved afresh",
     )

@@ -1,0 +1,313 @@
+"""strata: one image per equal-mass cell of the pool, the cells cut for the budget.
+
+What a selection of ``b`` images should be. A model trained on the labels sees the
+pool only through them, so each labeled image should stand for the same share of the
+pool, about N / b images, and for images like itself. Cut the pool into ``b`` cells
+of equal mass and small spread and label, in each, the image nearest the cell's centre.
+
+- Equal mass makes the selection follow the pool's density, as random sampling does
+  in expectation, but without its variance: it is stratified sampling with one draw
+  per stratum, whose estimate of any pool average has at most the variance of random
+  sampling's (Cochran, "Sampling Techniques", 5.6). Dense regions get their share;
+  an outlying handful of images gets no pick of its own, which is what sinks the
+  diversity samplers (``fds``, ``kcenter``) at small budgets.
+- Small spread makes each pick representative: the image nearest the centre of a
+  compact cell is close to every image it stands for, which is what k-means centres
+  and TypiClust's typical images buy at small budgets.
+
+The budget moves the balance by itself. With few labels the cells are the large modes
+of the pool and their centres are k-means-like representatives; as the budget grows
+the cells shrink to a few images each, every pick is an ordinary member of its small
+cell, and the selection tends to a stratified random sample of the pool, the
+density-faithful but de-duplicated sample that wins at large budgets.
+
+Construction (spherical, on the unit-length global features of the bank):
+
+1. Bisect top-down. A node holding ``n`` images and ``b`` picks is split in two by
+   spherical 2-means (k-means++ seeding, at most ``split_iter`` Lloyd steps); the
+   child of ``n_c`` images gets ``round(b * n_c / n)`` picks. Nodes with one pick are
+   cells; nodes with none hold too few images to deserve one. Every level costs
+   O(N * D * split_iter), and there are about log2(b) levels.
+2. Refine: at most ``refine`` Lloyd steps over all ``b`` cells at once, started from the
+   cells' mean directions, which tighten the cells that bisection cut badly (a split
+   is final for its subtree) while keeping the equal-mass start. Each costs
+   O(N * b * D), in blocks of ``chunk`` images: no pool x pool matrix.
+3. Repeat 1-2 ``n_init`` times (the splits' seeding differs) and keep the tightest
+   cells: the largest total similarity of the images to their cells' centres.
+4. Pick in every cell the unlabeled image nearest its centre; the ranking lists cells
+   by size, largest first.
+
+Labeled images: each is a fixed cell centre. At a split, each child is owed
+``(b + l) * n_c / n`` picks less the ``l_c`` labeled images it already holds, and the
+node's ``b`` free picks go to the children in proportion to what they are owed, so
+free picks go where the labeled images leave the pool under-represented.
+
+Not nested: the cells depend on the budget (a budget of 2b is not the budget of b
+plus b more cells), so every budget is cut afresh; ``selection.json`` says so.
+Exact and deterministic: the features and centres are rounded to the same 2^-11 grid
+as the pattern samplers' (see ``docs/samplers.md``), so every dot product is exact in
+float32 and every sum of features is exact in float64; assignments, splits and picks
+do not depend on ``chunk``, the thread count or the order of summation, and the only
+randomness is the seeded choice of the first centre of each split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geal.errors import SelectionError
+from geal.sampling._global import chunk_option, global_pool
+from geal.sampling._kernels import GRID
+from geal.sampling.base import Ranking, register_sampler
+
+if TYPE_CHECKING:
+    from geal.bank import PatternBank
+
+log = logging.getLogger(__name__)
+
+BLOCK = 1 << 22  # similarities held at a time (16 MB of float32)
+WHY_NOT_NESTED = (
+    "the pool is cut into as many equal-mass cells as the budget, so a larger budget "
+    "cuts different cells; every budget is selected afresh"
+)
+
+
+def to_grid(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length and rounded to multiples of 2^-11 (float32; zero rows
+    stay zero). Products of two such rows are exact in float32."""
+    x64 = np.asarray(x, dtype=np.float64)
+    norms = np.sqrt((x64 * x64).sum(1))
+    safe = np.where(norms > 0, norms, 1.0)
+    return (np.rint(x64 / safe[:, None] * GRID) / GRID).astype(np.float32)
+
+
+def assign(
+    x: np.ndarray, centres: np.ndarray, chunk: int, sums: np.ndarray | None = None
+) -> np.ndarray:
+    """Most similar centre of every row (lowest index on ties), int64 ``[n]``.
+
+    With ``sums`` (float64 ``[k, D]``, zeroed), every row is also added to its centre's
+    sum. Rows and centres are on the grid, so the similarities are exact and the
+    result does not depend on ``chunk``.
+    """
+    n, k = x.shape[0], centres.shape[0]
+    chunk = max(1, min(chunk, BLOCK // max(k, 1)))  # a block holds at most BLOCK products
+    labels = np.empty(n, dtype=np.int64)
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        best = np.full(b - a, -np.inf, dtype=np.float32)
+        lab = np.zeros(b - a, dtype=np.int64)
+        for ca in range(0, k, BLOCK):
+            s = x[a:b] @ centres[ca : ca + BLOCK].T
+            j = s.argmax(1)
+            v = s[np.arange(b - a), j]
+            better = v > best  # strictly: an earlier block keeps its tie
+            lab[better] = j[better] + ca
+            best[better] = v[better]
+        labels[a:b] = lab
+        if sums is not None:
+            order = np.argsort(lab, kind="stable")
+            srt = lab[order]
+            starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
+            sums[srt[starts]] += np.add.reduceat(x[a:b][order].astype(np.float64), starts, axis=0)
+    return labels
+
+
+def directions(sums: np.ndarray) -> np.ndarray:
+    """Mean directions (the sums' unit vectors) on the grid; zero sums stay zero."""
+    return to_grid(sums)
+
+
+def split(x: np.ndarray, rng: np.random.Generator, iterations: int) -> np.ndarray:
+    """Spherical 2-means of the rows ``x``: a boolean mask of one side, both sides
+    non-empty (``x`` holds at least 2 rows)."""
+    n = x.shape[0]
+    first = x[int(rng.integers(n))]
+    far = np.maximum(1.0 - (x @ first).astype(np.float64), 0.0) ** 2
+    total = float(far.sum())
+    if total > 0:
+        cum = np.cumsum(far)
+        j = int(np.searchsorted(cum, rng.random() * total, side="right"))
+        second = x[min(j, n - 1)]
+        centres = np.stack([first, second])
+        side = np.zeros(n, dtype=bool)
+        for _ in range(iterations):
+            s = x @ centres.T
+            new = s[:, 1] > s[:, 0]
+            if not new.any() or new.all():
+                break
+            if np.array_equal(new, side):
+                break
+            side = new
+            sums = np.stack([x[~side].sum(0, dtype=np.float64), x[side].sum(0, dtype=np.float64)])
+            centres = directions(sums)
+        if side.any() and not side.all():
+            return side
+    # identical rows (or a degenerate split): halve in row order
+    side = np.zeros(n, dtype=bool)
+    side[n // 2 :] = True
+    return side
+
+
+def share(b: int, n: tuple[int, int], lab: tuple[int, int], free: tuple[int, int]) -> int:
+    """Picks of the first child out of a node's ``b``: proportional to what each child
+    is owed (its share of ``b`` plus the node's labeled images, less its own labeled
+    ones), within what each child can give (its unlabeled images)."""
+    total = b + lab[0] + lab[1]
+    size = n[0] + n[1]
+    owed = [max(total * n[i] / size - lab[i], 0.0) for i in (0, 1)]
+    weight = owed if owed[0] + owed[1] > 0 else [float(free[0]), float(free[1])]
+    b0 = int(np.floor(b * weight[0] / (weight[0] + weight[1]) + 0.5))
+    return min(max(b0, b - free[1]), free[0])
+
+
+def cut(
+    x: np.ndarray,
+    is_lab: np.ndarray,
+    budget: int,
+    rng: np.random.Generator,
+    split_iter: int,
+) -> list[np.ndarray]:
+    """Bisect the pool into cells of one free pick each (row arrays, unlabeled rows
+    and any labeled rows among them); depth first, first side first."""
+    cells: list[np.ndarray] = []
+    stack = [(np.arange(x.shape[0]), budget)]
+    while stack:
+        rows, b = stack.pop()
+        lab = int(is_lab[rows].sum())
+        free = rows.size - lab
+        if b == 1 and lab == 0:
+            cells.append(rows)
+            continue
+        if free == b:  # every unlabeled image is a cell of its own
+            cells.extend(r[None] for r in rows[~is_lab[rows]])
+            continue
+        side = split(x[rows], rng, split_iter)
+        kids = (rows[~side], rows[side])
+        lk = (int(is_lab[kids[0]].sum()), int(is_lab[kids[1]].sum()))
+        fk = (kids[0].size - lk[0], kids[1].size - lk[1])
+        b0 = share(b, (kids[0].size, kids[1].size), lk, fk)
+        for rws, bb in ((kids[1], b - b0), (kids[0], b0)):  # popped: first side first
+            if bb > 0:
+                stack.append((rws, bb))
+    return cells
+
+
+def fit_cells(
+    x: np.ndarray,
+    is_lab: np.ndarray,
+    budget: int,
+    rng: np.random.Generator,
+    refine: int,
+    split_iter: int,
+    chunk: int,
+) -> tuple[float, np.ndarray, np.ndarray, int]:
+    """One cut and its refinement: (total similarity of the rows to their cell centres,
+    cell of every row (labeled images first, as their own centres), centres, Lloyd
+    steps run)."""
+    cells = cut(x, is_lab, budget, rng, split_iter)
+    k = len(cells)
+    fixed = x[is_lab]
+    nf = fixed.shape[0]
+    sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+    for j, rows in enumerate(cells):
+        sums[j] = x[rows].sum(0, dtype=np.float64)
+    centres = np.concatenate([fixed, directions(sums)])
+    labels = np.full(x.shape[0], -1, dtype=np.int64)
+    for j, rows in enumerate(cells):
+        labels[rows] = nf + j
+    labels[np.flatnonzero(is_lab)] = np.arange(nf)  # a labeled image is its own centre's
+    steps = 0
+    for steps in range(1, refine + 1):  # noqa: B007 - returned
+        sums = np.zeros(centres.shape, dtype=np.float64)
+        new = assign(x, centres, chunk, sums)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        moved = directions(sums[nf:])
+        keep = ~np.any(sums[nf:] != 0, axis=1)  # an emptied cell keeps its centre
+        moved[keep] = centres[nf:][keep]
+        centres[nf:] = moved
+    else:  # not converged (or no step): the cells of the last centres
+        labels = assign(x, centres, chunk)
+    fit = 0.0
+    for a in range(0, x.shape[0], chunk):
+        fit += float(
+            np.einsum("ij,ij->i", x[a : a + chunk], centres[labels[a : a + chunk]]).sum(
+                dtype=np.float64
+            )
+        )
+    return fit, labels, centres, steps
+
+
+@register_sampler("strata")
+def strata(
+    bank: PatternBank,
+    budget: int,
+    *,
+    seed: int = 0,
+    labeled: Sequence[int] | None = None,
+    distance: str = "cosine",
+    **options: Any,
+) -> Ranking:
+    """The image nearest the centre of each of ``budget`` equal-mass cells (not nested).
+
+    Options:
+        refine: Lloyd steps over all cells after the bisection (default 100; with 0,
+            every image only joins the cell of the nearest bisection centre).
+        split_iter: Lloyd steps of each 2-means split (default 20).
+        n_init: cuts made (each with its own draws), the tightest kept (default 3).
+        chunk: rows per block of the products (default 4096).
+    """
+    pool = global_pool(bank, budget, labeled, distance, normalise=True)
+    if distance != "cosine":
+        log.info("strata: cells are cut on the unit sphere; using cosine similarity")
+    chunk = chunk_option(options)
+    refine = int(options.get("refine", 100))
+    split_iter = int(options.get("split_iter", 20))
+    n_init = int(options.get("n_init", 3))
+    if refine < 0 or split_iter < 1 or n_init < 1:
+        raise SelectionError("strata needs refine >= 0, split_iter >= 1 and n_init >= 1")
+    x = to_grid(pool.x)
+    is_lab = pool.labeled
+    rng = np.random.default_rng([int(seed), 0x535452415441])
+    best: tuple[float, np.ndarray, np.ndarray, int] | None = None
+    for _ in range(n_init):
+        run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk)
+        if best is None or run[0] > best[0]:
+            best = run
+    assert best is not None
+    _, labels, centres, steps = best
+    nf = int(is_lab.sum())
+    k = centres.shape[0] - nf
+    sizes = np.bincount(labels, minlength=nf + k)[nf:]
+    order = np.argsort(-sizes, kind="stable")
+    free = ~is_lab
+    picks = np.empty(k, dtype=np.int64)
+    used = np.zeros(pool.n, dtype=bool)
+    by_cell = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[by_cell], np.arange(nf + k + 1))
+    for t, j in enumerate(order):
+        rows = by_cell[starts[nf + j] : starts[nf + j + 1]]
+        rows = rows[free[rows] & ~used[rows]]
+        if rows.size == 0:  # the cell holds only labeled images: nearest free image
+            rows = np.flatnonzero(free & ~used)
+        s = x[rows] @ centres[nf + j]
+        pick = int(rows[int(np.argmax(s))])  # first on ties: rows are in pool order
+        picks[t] = pick
+        used[pick] = True
+    log.info("strata: %d cells, %d refinement steps", k, steps)
+    params = {"distance": "cosine", "refine": refine, "split_iter": split_iter, "n_init": n_init}
+    return Ranking(
+        pool.index[picks],
+        np.full(k, np.nan, np.float32),
+        "strata",
+        seed,
+        params,
+        nested=False,
+        why_not_nested=WHY_NOT_NESTED,
+    )

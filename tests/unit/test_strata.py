@@ -1,0 +1,117 @@
+"""strata: one image per equal-mass cell, cells cut for the budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from geal.bank import PatternBank
+from geal.errors import SelectionError
+from geal.export import write_selection_json
+from geal.sampling import select
+from geal.sampling._global import unit
+from geal.sampling.strata import cut, share, to_grid
+
+
+def clusters(sizes: list[int], dim: int = 24, spread: float = 0.05, seed: int = 0) -> np.ndarray:
+    """Well-separated clusters of the given sizes around random unit directions."""
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.normal(size=(len(sizes), dim)).astype(np.float32))
+    return np.concatenate(
+        [c + spread * rng.normal(size=(n, dim)) for c, n in zip(centres, sizes, strict=True)]
+    ).astype(np.float32)
+
+
+def bank_of(x: np.ndarray) -> PatternBank:
+    return PatternBank.from_arrays(x, np.ones(len(x), np.int64), global_=x)
+
+
+def owner(sizes: list[int]) -> np.ndarray:
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def test_picks_follow_the_pools_mass() -> None:
+    # a cluster of 5% of the pool gets 5% of the picks, not a pick per cluster
+    sizes = [120, 60, 15, 5]
+    x = clusters(sizes, seed=1)
+    r = select(bank_of(x), 20, "strata", seed=0)
+    got = np.bincount(owner(sizes)[r.order], minlength=4)
+    np.testing.assert_array_equal(got, [12, 6, 1, 1])
+    r = select(bank_of(x), 4, "strata", seed=0)
+    assert 3 not in owner(sizes)[r.order]  # 5 images of 200 are not worth 1 of 4 picks
+
+
+def test_one_cell_per_cluster_picks_the_image_nearest_its_mean() -> None:
+    sizes = [30, 30, 30, 30, 30]
+    x = clusters(sizes, dim=32, seed=0)
+    r = select(bank_of(x), 5, "strata", seed=3)
+    g = to_grid(unit(x)).astype(np.float64)
+    expected = set()
+    for c in range(5):
+        part = g[c * 30 : (c + 1) * 30]
+        m = part.sum(0)
+        expected.add(c * 30 + int(np.argmax(part @ (m / np.linalg.norm(m)))))
+    assert set(r.order.tolist()) == expected
+    assert not r.nested and r.why_not_nested and np.isnan(r.radius).all()
+
+
+def test_labeled_images_count_towards_their_clusters_share() -> None:
+    sizes = [50, 50]
+    x = clusters(sizes, seed=2)
+    labeled = list(range(10))  # 10 of cluster 0: with 10 more picks, each cluster is owed 10
+    r = select(bank_of(x), 10, "strata", seed=0, labeled=labeled)
+    assert (owner(sizes)[r.order] == 1).all()
+    r = select(bank_of(x), 30, "strata", seed=0, labeled=labeled)
+    np.testing.assert_array_equal(np.bincount(owner(sizes)[r.order]), [10, 20])
+
+
+def test_share_splits_what_is_owed_within_what_each_side_holds() -> None:
+    assert share(4, (30, 10), (0, 0), (30, 10)) == 3
+    assert share(4, (20, 20), (4, 0), (16, 20)) == 0  # the labeled side is already served
+    assert share(5, (10, 2), (0, 0), (10, 2)) == 4
+    assert share(5, (2, 10), (0, 0), (2, 10)) == 1
+    assert share(3, (4, 4), (0, 0), (1, 4)) == 1  # no more than a side's unlabeled images
+
+
+def test_cells_partition_the_pool_with_one_pick_each() -> None:
+    x = to_grid(unit(clusters([40, 25, 9], seed=4)))
+    is_lab = np.zeros(len(x), bool)
+    is_lab[[0, 1, 50]] = True
+    cells = cut(x, is_lab, 11, np.random.default_rng(0), 20)
+    assert len(cells) == 11
+    rows = np.concatenate(cells)
+    assert np.unique(rows).size == rows.size  # disjoint
+    assert all((~is_lab[c]).any() for c in cells)
+
+
+@pytest.mark.parametrize("options", [{}, {"refine": 0}, {"n_init": 1}])
+def test_same_selection_whatever_the_chunk(options: dict[str, int]) -> None:
+    x = clusters([70, 40, 30, 20], dim=40, spread=0.3, seed=5)
+    bank = bank_of(x)
+    runs = [select(bank, 17, "strata", seed=9, chunk=c, **options).order for c in (3, 64, 4096)]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(runs[0], other)
+
+
+def test_grid_products_are_exact_in_float32() -> None:
+    rng = np.random.default_rng(6)
+    g = to_grid(rng.normal(size=(50, 384)))
+    exact = g.astype(np.float64) @ g.astype(np.float64).T
+    np.testing.assert_array_equal((g @ g.T).astype(np.float64), exact)
+    np.testing.assert_allclose(np.linalg.norm(g.astype(np.float64), axis=1), 1.0, atol=0.02)
+
+
+def test_bad_options_are_refused() -> None:
+    bank = bank_of(clusters([10, 10]))
+    for bad in ({"refine": -1}, {"split_iter": 0}, {"n_init": 0}):
+        with pytest.raises(SelectionError):
+            select(bank, 3, "strata", **bad)
+
+
+def test_selection_json_says_why_it_does_not_nest(tmp_path) -> None:
+    r = select(bank_of(clusters([10, 10])), 3, "strata")
+    path = write_selection_json(tmp_path, r, 3, bank_manifest_hash="x", pool=None)
+    doc = json.loads(path.read_text())
+    assert doc["nested"] is False and "equal-mass cells" in doc["why_not_nested"]
