@@ -47,6 +47,7 @@ log = logging.getLogger("quality")
 DATA = "/usr/share/datasets/fashion-mnist"
 BUDGETS = [10, 20, 50, 100, 200, 500, 1000, 2000]
 STRATEGIES = [
+    "strata",
     "kernelcover",
     "prob-k5",
     "fds-k5",
@@ -61,7 +62,7 @@ STRATEGIES = [
     "loop-entropy",
     "loop-coreset",
 ]
-CONTROL = ["kernelcover", "prob-k5", "fds-k5", "random", "kcenter", "kmeans"]
+CONTROL = ["strata", "kernelcover", "prob-k5", "fds-k5", "random", "kcenter", "kmeans"]
 GEAL = ("prob-k5", "fds-k5", "prob-k1", "fds-k1")
 MODEL = "efficientnet_lite0"
 
@@ -191,7 +192,7 @@ def wall_line(info: dict[str, Any]) -> str:
     resumed = info["config"].get("resumed_rows")
     if not resumed:
         return line + "."
-    line += f"; it resumed an interrupted run and kept that run's {resumed} finished rows"
+    line += f"; it resumed an earlier run and kept that run's {resumed} finished rows"
     earlier = info.get("earlier_wall_seconds")
     if earlier:
         return line + f", which took {earlier / 60:.0f} min before."
@@ -302,12 +303,12 @@ def finished_rows(partial: Path, args: argparse.Namespace) -> tuple[list[dict[st
 
 def write_plots(out: Path, rows: list[dict[str, Any]], pool: int, test: int) -> None:
     title = f"Fashion-MNIST, pool {pool:,}, test {test:,}"
-    plot_curves(rows, out / "quality.png", title=title, highlight=("kernelcover",))
+    plot_curves(rows, out / "quality.png", title=title, highlight=("strata",))
     plot_curves(
         rows,
         out / "quality_vs_random.png",
         title=title + ": gain over random picks",
-        highlight=("kernelcover",),
+        highlight=("strata",),
         relative_to="random",
     )
 
