@@ -76,13 +76,17 @@ WHY_NOT_NESTED = (
 )
 
 
-def to_grid(x: np.ndarray) -> np.ndarray:
+def to_grid(x: np.ndarray, rows: int = 65536) -> np.ndarray:
     """Rows scaled to unit length and rounded to multiples of 2^-11 (float32; zero rows
-    stay zero). Products of two such rows are exact in float32."""
-    x64 = np.asarray(x, dtype=np.float64)
-    norms = np.sqrt((x64 * x64).sum(1))
-    safe = np.where(norms > 0, norms, 1.0)
-    return (np.rint(x64 / safe[:, None] * GRID) / GRID).astype(np.float32)
+    stay zero), ``rows`` at a time. Products of two such rows are exact in float32."""
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=np.float32)
+    for a in range(0, x.shape[0], rows):
+        x64 = np.asarray(x[a : a + rows], dtype=np.float64)
+        norms = np.sqrt((x64 * x64).sum(1))
+        safe = np.where(norms > 0, norms, 1.0)
+        out[a : a + rows] = np.rint(x64 / safe[:, None] * GRID) / GRID
+    return out
 
 
 def assign(
