@@ -151,6 +151,14 @@ def kmeans_options(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def add_rows(out: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
+    """``out[idx[i]] += vals[i]`` for every i, repeated indices summed."""
+    order = np.argsort(idx, kind="stable")
+    srt = idx[order]
+    starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
+    out[srt[starts]] += np.add.reduceat(vals[order], starts, axis=0)
+
+
 # --- k-means --------------------------------------------------------------------------------
 def assign(
     x: np.ndarray, x2: np.ndarray, centres: np.ndarray, chunk: int, sums: np.ndarray | None = None

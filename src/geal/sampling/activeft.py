@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geal.errors import SelectionError
-from geal.sampling._global import chunk_option, global_pool, nearest_unused, quiet, unit
+from geal.sampling._global import (
+    add_rows,
+    chunk_option,
+    global_pool,
+    nearest_unused,
+    quiet,
+    unit,
+)
 from geal.sampling.base import Ranking, register_sampler
 
 if TYPE_CHECKING:
@@ -52,14 +59,6 @@ class Fit:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z))
-
-
-def _add_rows(out: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
-    """``out[idx[i]] += vals[i]`` for every i, repeated indices summed."""
-    order = np.argsort(idx, kind="stable")
-    srt = idx[order]
-    starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
-    out[srt[starts]] += np.add.reduceat(vals[order], starts, axis=0)
 
 
 def loss_and_grad(
@@ -116,7 +115,7 @@ def loss_and_grad(
     loss = float(-(u - np.logaddexp(u, v)).mean())
     g = _sigmoid(v - u) / b  # d loss / d v_i = -d loss / d u_i
     # positive term: d(-u_i)/d c_p(i) = -x_i / tau
-    _add_rows(grad, pos, -(g / tau)[:, None] * x.astype(np.float64))
+    add_rows(grad, pos, -(g / tau)[:, None] * x.astype(np.float64))
     if balance > 0:
         w = np.bincount(pos, weights=g, minlength=n_all)
         for rows, dl in v_rows:

@@ -17,8 +17,8 @@ of equal mass and small spread and label, in each, the image nearest the cell's 
 
 The budget moves the balance by itself. With few labels the cells are the large modes
 of the pool and their centres are k-means-like representatives; as the budget grows
-the cells shrink to a few images each, every pick is an ordinary member of its small
-cell, and the selection tends to a stratified random sample of the pool, the
+the cells shrink to a few images each, every pick stands for a few images near it,
+and the selection tends to a stratified random sample of the pool, the
 density-faithful but de-duplicated sample that wins at large budgets.
 
 Construction (spherical, on the unit-length global features of the bank):
@@ -31,7 +31,8 @@ Construction (spherical, on the unit-length global features of the bank):
 2. Refine: at most ``refine`` Lloyd steps over all ``b`` cells at once, started from the
    cells' mean directions, which tighten the cells that bisection cut badly (a split
    is final for its subtree) while keeping the equal-mass start. Each costs
-   O(N * b * D), in blocks of ``chunk`` images: no pool x pool matrix.
+   O(N * b * D), in blocks of at most ``chunk`` images and 4M similarities: no pool x
+   pool matrix.
 3. Repeat 1-2 ``n_init`` times (the splits' seeding differs) and keep the tightest
    cells: the largest total similarity of the images to their cells' centres.
 4. Pick in every cell the unlabeled image nearest its centre; the ranking lists cells
@@ -48,7 +49,7 @@ Exact and deterministic: the features and centres are rounded to the same 2^-11 
 as the pattern samplers' (see ``docs/samplers.md``), so every dot product is exact in
 float32 and every sum of features is exact in float64; assignments, splits and picks
 do not depend on ``chunk``, the thread count or the order of summation, and the only
-randomness is the seeded choice of the first centre of each split.
+randomness is the seeded draw of each split's two starting centres.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geal.errors import SelectionError
-from geal.sampling._global import chunk_option, global_pool
+from geal.sampling._global import add_rows, chunk_option, global_pool
 from geal.sampling._kernels import GRID
 from geal.sampling.base import Ranking, register_sampler
 
@@ -91,8 +92,9 @@ def to_grid(x: np.ndarray, rows: int = 65536) -> np.ndarray:
 
 def assign(
     x: np.ndarray, centres: np.ndarray, chunk: int, sums: np.ndarray | None = None
-) -> np.ndarray:
-    """Most similar centre of every row (lowest index on ties), int64 ``[n]``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Most similar centre of every row (lowest index on ties), int64 ``[n]``, and that
+    similarity, float32 ``[n]``.
 
     With ``sums`` (float64 ``[k, D]``, zeroed), every row is also added to its centre's
     sum. Rows and centres are on the grid, so the similarities are exact and the
@@ -101,29 +103,21 @@ def assign(
     n, k = x.shape[0], centres.shape[0]
     chunk = max(1, min(chunk, BLOCK // max(k, 1)))  # a block holds at most BLOCK products
     labels = np.empty(n, dtype=np.int64)
+    best = np.full(n, -np.inf, dtype=np.float32)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
-        best = np.full(b - a, -np.inf, dtype=np.float32)
-        lab = np.zeros(b - a, dtype=np.int64)
+        lab, top = labels[a:b], best[a:b]  # views, filled in place
+        lab[:] = 0
         for ca in range(0, k, BLOCK):
             s = x[a:b] @ centres[ca : ca + BLOCK].T
             j = s.argmax(1)
             v = s[np.arange(b - a), j]
-            better = v > best  # strictly: an earlier block keeps its tie
+            better = v > top  # strictly: an earlier block keeps its tie
             lab[better] = j[better] + ca
-            best[better] = v[better]
-        labels[a:b] = lab
+            top[better] = v[better]
         if sums is not None:
-            order = np.argsort(lab, kind="stable")
-            srt = lab[order]
-            starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
-            sums[srt[starts]] += np.add.reduceat(x[a:b][order].astype(np.float64), starts, axis=0)
-    return labels
-
-
-def directions(sums: np.ndarray) -> np.ndarray:
-    """Mean directions (the sums' unit vectors) on the grid; zero sums stay zero."""
-    return to_grid(sums)
+            add_rows(sums, lab, x[a:b].astype(np.float64))
+    return labels, best
 
 
 def split(x: np.ndarray, rng: np.random.Generator, iterations: int) -> np.ndarray:
@@ -148,7 +142,7 @@ def split(x: np.ndarray, rng: np.random.Generator, iterations: int) -> np.ndarra
                 break
             side = new
             sums = np.stack([x[~side].sum(0, dtype=np.float64), x[side].sum(0, dtype=np.float64)])
-            centres = directions(sums)
+            centres = to_grid(sums)  # mean directions
         if side.any() and not side.all():
             return side
     # identical rows (or a degenerate split): halve in row order
@@ -218,33 +212,27 @@ def fit_cells(
     fixed = x[is_lab]
     nf = fixed.shape[0]
     sums = np.zeros((k, x.shape[1]), dtype=np.float64)
-    for j, rows in enumerate(cells):
-        sums[j] = x[rows].sum(0, dtype=np.float64)
-    centres = np.concatenate([fixed, directions(sums)])
     labels = np.full(x.shape[0], -1, dtype=np.int64)
     for j, rows in enumerate(cells):
+        sums[j] = x[rows].sum(0, dtype=np.float64)
         labels[rows] = nf + j
     labels[np.flatnonzero(is_lab)] = np.arange(nf)  # a labeled image is its own centre's
+    centres = np.concatenate([fixed, to_grid(sums)])  # the cells' mean directions
     steps = 0
     for steps in range(1, refine + 1):  # noqa: B007 - returned
         sums = np.zeros(centres.shape, dtype=np.float64)
-        new = assign(x, centres, chunk, sums)
+        new, sim = assign(x, centres, chunk, sums)
         if np.array_equal(new, labels):
             break
         labels = new
-        moved = directions(sums[nf:])
+        moved = to_grid(sums[nf:])
         keep = ~np.any(sums[nf:] != 0, axis=1)  # an emptied cell keeps its centre
         moved[keep] = centres[nf:][keep]
         centres[nf:] = moved
     else:  # not converged (or no step): the cells of the last centres
-        labels = assign(x, centres, chunk)
-    fit = 0.0
-    for a in range(0, x.shape[0], chunk):
-        fit += float(
-            np.einsum("ij,ij->i", x[a : a + chunk], centres[labels[a : a + chunk]]).sum(
-                dtype=np.float64
-            )
-        )
+        labels, sim = assign(x, centres, chunk)
+    # exact float32 similarities, so their float64 sum is exact in any order
+    fit = float(sim.sum(dtype=np.float64))
     return fit, labels, centres, steps
 
 
