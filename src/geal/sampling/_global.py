@@ -183,11 +183,7 @@ def assign(
             labels[a:b][better] = j[better] + ca
             best[a:b][better] = v[better]
         if sums is not None:
-            lab = labels[a:b]
-            order = np.argsort(lab, kind="stable")
-            srt = lab[order]
-            starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
-            sums[srt[starts]] += np.add.reduceat(x[a:b][order], starts, axis=0, dtype=np.float64)
+            add_rows(sums, labels[a:b], x[a:b].astype(np.float64))
     return labels, best
 
 
