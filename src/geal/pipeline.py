@@ -197,5 +197,6 @@ def read_selection(out: str | Path) -> tuple[dict[str, Any], Ranking]:
         int(meta.get("seed", 0)),
         meta.get("params", {}),
         bool(meta.get("nested", True)),
+        meta.get("why_not_nested"),
     )
     return meta, ranking
