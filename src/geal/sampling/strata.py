@@ -236,6 +236,29 @@ def fit_cells(
     return fit, labels, centres, steps
 
 
+def tightest_cells(
+    x: np.ndarray,
+    is_lab: np.ndarray,
+    budget: int,
+    seed: int,
+    *,
+    refine: int = 100,
+    split_iter: int = 20,
+    n_init: int = 3,
+    chunk: int = 4096,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The tightest of ``n_init`` cuts of the grid rows ``x``: (cell of every row, the
+    labeled images first as their own cells; centres; Lloyd steps run)."""
+    rng = np.random.default_rng([int(seed), 0x535452415441])
+    best: tuple[float, np.ndarray, np.ndarray, int] | None = None
+    for _ in range(n_init):
+        run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk)
+        if best is None or run[0] > best[0]:
+            best = run
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
 @register_sampler("strata")
 def strata(
     bank: PatternBank,
@@ -266,14 +289,9 @@ def strata(
         raise SelectionError("strata needs refine >= 0, split_iter >= 1 and n_init >= 1")
     x = to_grid(pool.x)
     is_lab = pool.labeled
-    rng = np.random.default_rng([int(seed), 0x535452415441])
-    best: tuple[float, np.ndarray, np.ndarray, int] | None = None
-    for _ in range(n_init):
-        run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk)
-        if best is None or run[0] > best[0]:
-            best = run
-    assert best is not None
-    _, labels, centres, steps = best
+    labels, centres, steps = tightest_cells(
+        x, is_lab, budget, seed, refine=refine, split_iter=split_iter, n_init=n_init, chunk=chunk
+    )
     nf = int(is_lab.sum())
     k = centres.shape[0] - nf
     sizes = np.bincount(labels, minlength=nf + k)[nf:]
