@@ -301,16 +301,21 @@ def finished_rows(partial: Path, args: argparse.Namespace) -> tuple[list[dict[st
     return kept, float(saved.get("wall_seconds", 0.0))
 
 
-def write_plots(out: Path, rows: list[dict[str, Any]], pool: int, test: int) -> None:
+def write_plots(out: Path, rows: list[dict[str, Any]], pool: int, test: int) -> list[Path]:
+    """The curves, and their gain over random picks when the rows hold random's."""
     title = f"Fashion-MNIST, pool {pool:,}, test {test:,}"
-    plot_curves(rows, out / "quality.png", title=title, highlight=("strata",))
-    plot_curves(
-        rows,
-        out / "quality_vs_random.png",
-        title=title + ": gain over random picks",
-        highlight=("strata",),
-        relative_to="random",
-    )
+    paths = [plot_curves(rows, out / "quality.png", title=title, highlight=("strata",))]
+    if any(r["strategy"] == "random" for r in rows):
+        paths.append(
+            plot_curves(
+                rows,
+                out / "quality_vs_random.png",
+                title=title + ": gain over random picks",
+                highlight=("strata",),
+                relative_to="random",
+            )
+        )
+    return paths
 
 
 def replot(out: Path) -> None:
@@ -320,8 +325,8 @@ def replot(out: Path) -> None:
     info = load_results(out / "quality.json")
     rows = info.pop("rows")
     write_markdown(out / "quality.md", info, rows)
-    write_plots(out, rows, info["config"]["pool_size"], info["config"]["test_size"])
-    print(f"rewrote {out}/quality.md, quality.png, quality_vs_random.png")
+    plots = write_plots(out, rows, info["config"]["pool_size"], info["config"]["test_size"])
+    print(f"rewrote {out}/quality.md, " + ", ".join(p.name for p in plots))
 
 
 def main(argv: list[str] | None = None) -> None:

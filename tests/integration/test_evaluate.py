@@ -276,3 +276,5 @@ def test_tables_and_plot(task: Task, tmp_path: Path) -> None:
     assert "| fds |" in md and "Classes present" in md
     png = plot_curves(rows, tmp_path / "curves.png")
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
+    with pytest.raises(GealError, match="relative to 'loop-entropy'"):
+        plot_curves(rows, tmp_path / "gain.png", relative_to="loop-entropy")

@@ -167,6 +167,8 @@ def plot_curves(
         raise GealError("plots need matplotlib: pip install 'geal[eval]'") from None
     agg = aggregate(rows)
     protocols, backbones, strategies, budgets = _groups(rows)
+    if relative_to is not None and relative_to not in strategies:
+        raise GealError(f"cannot plot relative to {relative_to!r}: the rows hold none of it")
     panels = [
         (p, bb)
         for p in protocols
