@@ -173,10 +173,9 @@ def cut(
     """Bisect the pool into cells of one free pick each (row arrays, unlabeled rows
     and any labeled rows among them); depth first, first side first."""
     cells: list[np.ndarray] = []
-    stack = [(np.arange(x.shape[0]), budget)]
+    stack = [(np.arange(x.shape[0]), budget, int(is_lab.sum()))]  # rows, picks, labeled
     while stack:
-        rows, b = stack.pop()
-        lab = int(is_lab[rows].sum())
+        rows, b, lab = stack.pop()
         free = rows.size - lab
         if b == 1 and lab == 0:
             cells.append(rows)
@@ -189,9 +188,9 @@ def cut(
         lk = (int(is_lab[kids[0]].sum()), int(is_lab[kids[1]].sum()))
         fk = (kids[0].size - lk[0], kids[1].size - lk[1])
         b0 = share(b, (kids[0].size, kids[1].size), lk, fk)
-        for rws, bb in ((kids[1], b - b0), (kids[0], b0)):  # popped: first side first
+        for i, bb in ((1, b - b0), (0, b0)):  # popped: first side first
             if bb > 0:
-                stack.append((rws, bb))
+                stack.append((kids[i], bb, lk[i]))
     return cells
 
 
