@@ -30,6 +30,7 @@ from geal.evaluate import (
     CNN_RECIPE,
     LINEAR_RECIPE,
     BackboneConfig,
+    Task,
     build_task,
     load_results,
     markdown_tables,
@@ -65,6 +66,20 @@ STRATEGIES = [
 CONTROL = ["strata", "kernelcover", "prob-k5", "fds-k5", "random", "kcenter", "kmeans"]
 GEAL = ("prob-k5", "fds-k5", "prob-k1", "fds-k1")
 MODEL = "efficientnet_lite0"
+
+
+def pretrained_task(data: str, pool_size: int, cache: str | None) -> Task:
+    """The harness's task with only its pre-trained backbone (K=1 and K=5 banks, the same
+    cache as a full run, so the banks are extracted once)."""
+    config = BackboneConfig(MODEL, MODEL, image_size=64, stage=3, clusters=(1, 5))
+    return build_task(
+        open_pool(data, "idx", split="train"),
+        open_pool(data, "idx", split="test"),
+        [config],
+        pool_size=pool_size,
+        cache_dir=cache,
+        progress=False,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

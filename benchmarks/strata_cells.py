@@ -18,14 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from geal.evaluate import BackboneConfig, build_task
-from geal.pools import open_pool
 from geal.sampling import select
 from geal.sampling._global import global_pool
 from geal.sampling.strata import tightest_cells, to_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import DATA, MODEL
+from quality import DATA, MODEL, pretrained_task
 
 
 def main() -> None:
@@ -36,15 +34,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None, help="bank cache (default: <geal cache>/eval)")
     args = ap.parse_args()
-    config = BackboneConfig(MODEL, MODEL, image_size=64, stage=3, clusters=(1, 5))
-    task = build_task(
-        open_pool(args.data, "idx", split="train"),
-        open_pool(args.data, "idx", split="test"),
-        [config],
-        pool_size=args.pool_size,
-        cache_dir=args.cache,
-        progress=False,
-    )
+    task = pretrained_task(args.data, args.pool_size, args.cache)
     bank = task.backbones[MODEL].banks[5]
     classes = np.asarray(task.pool_labels)
     out = []

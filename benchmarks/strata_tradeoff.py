@@ -32,15 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from geal.evaluate import BackboneConfig, build_task, run_curves
-from geal.pools import open_pool
+from geal.evaluate import PROTOCOLS, run_curves
 from geal.sampling import select
 from geal.sampling._global import global_pool, nearest_unused
 from geal.sampling.activeft import fit_centroids
 from geal.sampling.strata import tightest_cells, to_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import DATA, MODEL
+from quality import DATA, MODEL, pretrained_task
 
 Sampler = Callable[..., np.ndarray]
 
@@ -54,16 +53,19 @@ def spread(m: int) -> Sampler:
         pool = global_pool(bank, budget, None, "cosine")
         x = to_grid(pool.x)
         labels, centres, _ = tightest_cells(x, pool.labeled, budget, seed)
-        sizes = np.bincount(labels, minlength=centres.shape[0])
+        k = centres.shape[0]
+        by_cell = np.argsort(labels, kind="stable")
+        starts = np.searchsorted(labels[by_cell], np.arange(k + 1))
         anchors = centres.copy()
         picks: list[int] = []
-        for j in np.argsort(-sizes, kind="stable"):
-            rows = np.flatnonzero(labels == j)
+        for j in np.argsort(-np.diff(starts), kind="stable"):
+            rows = by_cell[starts[j] : starts[j + 1]]
             if rows.size == 0:
                 continue
             near = rows[np.argsort(-(x[rows] @ centres[j]), kind="stable")[:m]]
-            crowd = (x[near] @ np.delete(anchors, j, axis=0).T).max(1)
-            picks.append(int(near[int(np.argmin(crowd))]))
+            crowd = x[near] @ anchors.T
+            crowd[:, j] = -np.inf  # its own anchor does not crowd it
+            picks.append(int(near[int(np.argmin(crowd.max(1)))]))
             anchors[j] = x[picks[-1]]
         return pool.index[np.asarray(picks, np.int64)]
 
@@ -95,21 +97,15 @@ def main() -> None:
     ap.add_argument("--pool-size", type=int, default=20000, help="first N training images")
     ap.add_argument("--budgets", type=int, nargs="+", default=[20, 50, 200, 500])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--protocols", nargs="+", default=["linear"])
+    ap.add_argument("--protocols", nargs="+", default=["linear"], choices=PROTOCOLS)
     ap.add_argument("--spread", type=int, nargs="+", default=[5, 20], help="values of M")
     ap.add_argument("--cache", default=None, help="bank cache (default: <geal cache>/eval)")
     args = ap.parse_args()
+    if min(args.spread) < 1 or min(args.budgets) < 1:
+        ap.error("--spread and --budgets take positive numbers")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
-    config = BackboneConfig(MODEL, MODEL, image_size=64, stage=3, clusters=(1, 5))
-    task = build_task(
-        open_pool(args.data, "idx", split="train"),
-        open_pool(args.data, "idx", split="test"),
-        [config],
-        pool_size=args.pool_size,
-        cache_dir=args.cache,
-        progress=False,
-    )
+    task = pretrained_task(args.data, args.pool_size, args.cache)
     strategies: list[Any] = ["strata", "activeft", ("strata-polish", polish(100))]
     strategies += [(f"strata-spread-{m}", spread(m)) for m in args.spread]
     rows = run_curves(task, strategies, args.budgets, args.seeds, args.protocols, [MODEL])
