@@ -12,7 +12,14 @@ from geal.errors import SelectionError
 from geal.export import write_selection_json
 from geal.sampling import select
 from geal.sampling._global import unit
-from geal.sampling.strata import cut, share, to_grid
+from geal.sampling.strata import (
+    cut,
+    effective_dimension,
+    runner_up,
+    share,
+    tightest_cells,
+    to_grid,
+)
 
 
 def clusters(sizes: list[int], dim: int = 24, spread: float = 0.05, seed: int = 0) -> np.ndarray:
@@ -86,7 +93,9 @@ def test_cells_partition_the_pool_with_one_pick_each() -> None:
     assert all((~is_lab[c]).any() for c in cells)
 
 
-@pytest.mark.parametrize("options", [{}, {"refine": 0}, {"n_init": 1}])
+@pytest.mark.parametrize(
+    "options", [{}, {"refine": 0}, {"n_init": 1}, {"pick": "centre"}, {"pick": "margin"}]
+)
 def test_same_selection_whatever_the_chunk(options: dict[str, int]) -> None:
     x = clusters([70, 40, 30, 20], dim=40, spread=0.3, seed=5)
     bank = bank_of(x)
@@ -105,7 +114,13 @@ def test_grid_products_are_exact_in_float32() -> None:
 
 def test_bad_options_are_refused() -> None:
     bank = bank_of(clusters([10, 10]))
-    for bad in ({"refine": -1}, {"split_iter": 0}, {"n_init": 0}):
+    for bad in (
+        {"refine": -1},
+        {"split_iter": 0},
+        {"n_init": 0},
+        {"pick": "middle"},
+        {"centre_below": -1},
+    ):
         with pytest.raises(SelectionError):
             select(bank, 3, "strata", **bad)
 
@@ -115,3 +130,57 @@ def test_selection_json_says_why_it_does_not_nest(tmp_path) -> None:
     path = write_selection_json(tmp_path, r, 3, bank_manifest_hash="x", pool=None)
     doc = json.loads(path.read_text())
     assert doc["nested"] is False and "equal-mass cells" in doc["why_not_nested"]
+    assert doc["params"]["pick"] in ("centre", "margin") and doc["params"]["pick_option"] == "auto"
+
+
+def test_effective_dimension_counts_the_directions_the_pool_spreads_over() -> None:
+    # equal mass on 6 orthogonal directions: the covariance is a projection of rank 5
+    x = to_grid(np.repeat(np.eye(8, dtype=np.float32)[:6], 7, axis=0))
+    assert effective_dimension(x) == pytest.approx(5.0, rel=1e-12)
+    pair = to_grid(np.array([[3.0, 0.0, 4.0]] * 9 + [[0.0, 1.0, 0.0]] * 2, np.float32))
+    assert effective_dimension(pair) == pytest.approx(1.0, rel=1e-12)  # on one line
+    rng = np.random.default_rng(11)
+    g = to_grid(rng.normal(size=(301, 16)))
+    assert effective_dimension(g, rows=7) == effective_dimension(g)  # exact sums
+
+
+def test_margin_picks_keep_clear_of_the_neighbouring_cells() -> None:
+    x = clusters([60, 60, 60], dim=12, spread=0.4, seed=8)
+    bank = bank_of(x)
+    centre = select(bank, 12, "strata", seed=2, pick="centre")
+    margin = select(bank, 12, "strata", seed=2, pick="margin")
+    # the same cells (the pick does not change the cut); recompute them and both rules
+    g = to_grid(unit(x))
+    labels, centres, _ = tightest_cells(g, np.zeros(len(g), bool), 12, 2)
+    own = (g.astype(np.float64) * centres[labels]).sum(1)
+    other = runner_up(g, centres, labels, 4096).astype(np.float64)
+    want_centre, want_margin = set(), set()
+    for j in range(12):
+        rows = np.flatnonzero(labels == j)
+        want_centre.add(int(rows[np.argmax(own[rows])]))
+        want_margin.add(int(rows[np.argmax(own[rows] - 0.5 * other[rows])]))
+    assert set(centre.order.tolist()) == want_centre
+    assert set(margin.order.tolist()) == want_margin
+    assert want_margin != want_centre
+    # a margin pick gives up some similarity to its centre for distance from the others
+    cell = labels[margin.order]
+    picked_c = np.array([next(i for i in centre.order if labels[i] == c) for c in cell])
+    assert (other[margin.order] <= other[picked_c]).all()
+    assert (own[margin.order] <= own[picked_c]).all()
+    assert other[margin.order].mean() < other[picked_c].mean()
+
+
+def test_auto_picks_centres_while_labels_are_few_per_effective_dimension() -> None:
+    x = clusters([40, 40, 40, 40, 40, 40], dim=16, spread=0.2, seed=3)
+    bank = bank_of(x)
+    d_eff = effective_dimension(to_grid(unit(x)))
+    below = int(3 * d_eff)  # the last budget with central picks
+    for budget, rule in ((below, "centre"), (below + 1, "margin")):
+        auto = select(bank, budget, "strata", seed=4)
+        assert auto.params["pick"] == rule and auto.params["effective_dimension"] > 0
+        fixed = select(bank, budget, "strata", seed=4, pick=rule)
+        np.testing.assert_array_equal(auto.order, fixed.order)
+    # labeled images count as labels: 5 more make the same budget past the switch
+    auto = select(bank, below, "strata", seed=4, labeled=[0, 50, 100, 150, 200])
+    assert auto.params["pick"] == "margin"
+    assert select(bank, below + 1, "strata", seed=4, centre_below=100).params["pick"] == "centre"
