@@ -5,8 +5,12 @@
 For each budget: the sizes of the cells `strata` cuts, as multiples of the equal share
 N / budget (10th, 50th and 90th percentile), the Lloyd steps its refinement ran, and
 how many picks the rarest and the commonest class get from `strata`, `kmeans` and
-`random`. The bank is the pre-trained EfficientNet-Lite0 K=5 bank of
-``benchmarks/quality.py`` (the same cache, so it is extracted once).
+`random`. Then how much of the pool's spread the picks keep: the share of the pool's
+variance inside the cells (what a cell's centre averages away), and the variance of
+the picks over the pool's (unit features) for `strata`'s two rules (``pick="centre"``
+and ``"margin"``) and for random picks, on seeds 0 to 2. The bank is the pre-trained
+EfficientNet-Lite0 K=5 bank of ``benchmarks/quality.py`` (the same cache, so it is
+extracted once).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 
 from geal.sampling import select
 from geal.sampling._global import global_pool
-from geal.sampling.strata import tightest_cells, to_grid
+from geal.sampling.strata import effective_dimension, tightest_cells, to_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import DATA, MODEL, pretrained_task
@@ -38,21 +42,43 @@ def main() -> None:
     bank = task.backbones[MODEL].banks[5]
     classes = np.asarray(task.pool_labels)
     out = []
+    x = to_grid(global_pool(bank, 1, None, "cosine").x)
+    x64 = x.astype(np.float64)
+    total = float(x64.var(0).sum())
+
+    def kept(rows: np.ndarray) -> float:
+        return round(float(x64[rows].var(0).sum()) / total, 3)
+
     for b in args.budgets:
         pool = global_pool(bank, b, None, "cosine")
-        labels, _, steps = tightest_cells(to_grid(pool.x), pool.labeled, b, args.seed)
-        share = np.bincount(labels, minlength=b) / (pool.n / b)
+        labels, _, steps = tightest_cells(x, pool.labeled, b, args.seed)
+        sizes = np.bincount(labels, minlength=b)
+        share = sizes / (pool.n / b)
+        means = np.zeros((b, x.shape[1]))
+        np.add.at(means, labels, x64)
+        means /= np.maximum(sizes, 1)[:, None]
+        within = float(((x64 - means[labels]) ** 2).sum(1).mean())
         row = {
             "budget": b,
             "cell_size_over_share_p10_p50_p90": np.round(np.quantile(share, [0.1, 0.5, 0.9]), 2),
             "refinement_steps": steps,
+            "pick": select(bank, b, "strata", seed=args.seed).params["pick"],
         }
         for s in ("strata", "kmeans", "random"):
             picks = select(bank, b, s, seed=args.seed, progress=False).selection(b)
             counts = np.bincount(classes[picks], minlength=task.classes)
             row[f"{s}_picks_per_class_min_max"] = [int(counts.min()), int(counts.max())]
+        row["within_cell_share_of_pool_variance"] = round(within / total, 3)
+        for rule in ("centre", "margin"):
+            row[f"{rule}_picks_variance_over_pool_seeds_0_2"] = [
+                kept(select(bank, b, "strata", seed=s, pick=rule).order) for s in range(3)
+            ]
+        row["random_picks_variance_over_pool_seeds_0_2"] = [
+            kept(select(bank, b, "random", seed=s).order) for s in range(3)
+        ]
         out.append(row)
-    print(json.dumps({"pool": pool.n, "seed": args.seed, "budgets": out}, default=list, indent=2))
+    doc = {"pool": pool.n, "seed": args.seed, "effective_dimension": effective_dimension(x)}
+    print(json.dumps(doc | {"budgets": out}, default=list, indent=2))
 
 
 if __name__ == "__main__":
