@@ -72,6 +72,18 @@ def pretrained_task(data: str, pool_size: int, cache: str | None) -> Task:
     """The harness's task with only its pre-trained backbone (K=1 and K=5 banks, the same
     cache as a full run, so the banks are extracted once)."""
     config = BackboneConfig(MODEL, MODEL, image_size=64, stage=3, clusters=(1, 5))
+    return one_backbone_task(config, data, pool_size, cache)
+
+
+def control_task(data: str, pool_size: int, cache: str | None) -> Task:
+    """The harness's task with only its random-weight control backbone (K=5 bank)."""
+    config = BackboneConfig(
+        f"{MODEL}-random", MODEL, weights="random", image_size=64, stage=3, clusters=(5,)
+    )
+    return one_backbone_task(config, data, pool_size, cache)
+
+
+def one_backbone_task(config: BackboneConfig, data: str, pool_size: int, cache: str | None) -> Task:
     return build_task(
         open_pool(data, "idx", split="train"),
         open_pool(data, "idx", split="test"),

@@ -1,22 +1,29 @@
-"""What moving `strata`'s picks towards coverage buys and costs, per budget; prints JSON.
+"""Which image of each of `strata`'s cells to label, per budget; prints JSON.
 
-    PYTHONPATH=src python benchmarks/strata_tradeoff.py [--budgets 20 50 200 500]
-        [--seeds 0 1 2 3 4] [--protocols linear]
+    PYTHONPATH=src python benchmarks/strata_tradeoff.py [--budgets 10 20 30 40 50 100 200 500]
+        [--seeds 0 1 2 3 4] [--protocols linear] [--weights 0.3 0.5 1] [--spread 5 20]
+        [--polish 100] [--control]
 
-`strata` labels the image nearest the centre of each of its cells. At 200 labels on
-the linear protocol of ``benchmarks/quality.py`` it trails ActiveFT, whose picks lie
-further from each other. This measures, on the same task and bank, two ways of
-spreading strata's picks, against the shipped `strata` and `activeft`:
+`strata` cuts the pool into as many equal-mass cells as the budget and labels one image
+per cell: the one nearest the cell's centre while the labels are at most 3 per
+effective dimension of the pool, past that the one maximising sim(x, c) - w sim(x, c')
+(c' the nearest other centre, w = 1/2). This measures, on the task and bank of
+``benchmarks/quality.py`` (its pre-trained backbone, or with ``--control`` its
+random-weight control) and on the same cells, every rule against the shipped `strata`
+and `activeft`:
 
-- ``strata-spread-M``: the same cells; each cell, largest first, labels, of its ``M``
-  images nearest the centre, the one least similar to the other cells' anchors (the
-  picks made so far, the centres of the cells not picked yet).
-- ``strata-polish``: strata's picks as ActiveFT's starting centroids, then 100 of its
-  Adam steps (its defaults otherwise), then each centroid's nearest free image.
+- ``strata-centre``: the image nearest the centre (``pick="centre"``), the reference.
+- ``strata-margin-W``: ``pick="margin"`` with ``margin_weight`` W.
+- ``strata-spread-M``: each cell, largest first, labels, of its ``M`` images nearest
+  the centre, the one least similar to the other cells' anchors (the picks made so
+  far, the centres of the cells not picked yet).
+- ``strata-polish``: the central picks as ActiveFT's starting centroids, then
+  ``--polish`` of its Adam steps (its defaults otherwise), then each centroid's nearest
+  free image.
 
 The rows are ``benchmarks/quality.py``'s (accuracy per protocol, budget and seed); the
-summary gives each variant's mean and deviation over the seeds and its mean
-difference to `strata` per budget.
+summary gives each rule's mean and deviation over the seeds and its mean difference to
+``strata-centre`` per budget, and the labels per effective dimension of each budget.
 """
 
 from __future__ import annotations
@@ -36,12 +43,57 @@ from geal.evaluate import PROTOCOLS, run_curves
 from geal.sampling import select
 from geal.sampling._global import global_pool, nearest_unused
 from geal.sampling.activeft import fit_centroids
-from geal.sampling.strata import tightest_cells, to_grid
+from geal.sampling.strata import effective_dimension, runner_up, tightest_cells, to_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import DATA, MODEL, pretrained_task
+from quality import DATA, control_task, pretrained_task
 
 Sampler = Callable[..., np.ndarray]
+Cells = tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+CUTS: dict[tuple[int, int, int], Cells] = {}
+
+
+def cells_of(bank: Any, budget: int, seed: int) -> Cells:
+    """strata's cells for (budget, seed), cut once for every rule: the pool, its grid
+    rows, the cell of every row, the centres, the rows of each cell (``by_cell`` and
+    ``starts``)."""
+    key = (id(bank), budget, seed)
+    if key not in CUTS:
+        pool = global_pool(bank, budget, None, "cosine")
+        x = to_grid(pool.x)
+        labels, centres, _ = tightest_cells(x, pool.labeled, budget, seed)
+        by_cell = np.argsort(labels, kind="stable")
+        starts = np.searchsorted(labels[by_cell], np.arange(centres.shape[0] + 1))
+        CUTS[key] = (pool, x, labels, centres, by_cell, starts)
+    return CUTS[key]
+
+
+def margin(weight: float) -> Sampler:
+    """strata's cells, each labelling argmax sim(x, c) - weight * sim(x, c') (weight 0:
+    the central image), as ``pick="margin"`` does, on the cached cells."""
+
+    def fn(
+        bank: Any, budget: int, *, seed: int = 0, labeled: Sequence[int] | None = None
+    ) -> np.ndarray:
+        pool, x, labels, centres, by_cell, starts = cells_of(bank, budget, seed)
+        own = np.einsum("ij,ij->i", x, centres[labels], dtype=np.float64)
+        score = own - weight * runner_up(x, centres, labels, 4096).astype(np.float64)
+        picks = []
+        for j in np.argsort(-np.diff(starts), kind="stable"):
+            rows = by_cell[starts[j] : starts[j + 1]]
+            picks.append(int(rows[int(np.argmax(score[rows]))]))
+        return pool.index[np.asarray(picks, np.int64)]
+
+    return fn
+
+
+def shipped(bank: Any, budget: int, *, seed: int = 0, labeled: Any = None) -> np.ndarray:
+    """The shipped ``strata``; checks that its picks are the rule it chose, on these cells."""
+    r = select(bank, budget, "strata", seed=seed)
+    rule = margin(r.params["margin_weight"] if r.params["pick"] == "margin" else 0.0)
+    if not np.array_equal(rule(bank, budget, seed=seed), r.order):
+        raise SystemExit(f"strata's picks differ from its {r.params['pick']} rule at {budget}")
+    return r.order
 
 
 def spread(m: int) -> Sampler:
@@ -50,12 +102,7 @@ def spread(m: int) -> Sampler:
     def fn(
         bank: Any, budget: int, *, seed: int = 0, labeled: Sequence[int] | None = None
     ) -> np.ndarray:
-        pool = global_pool(bank, budget, None, "cosine")
-        x = to_grid(pool.x)
-        labels, centres, _ = tightest_cells(x, pool.labeled, budget, seed)
-        k = centres.shape[0]
-        by_cell = np.argsort(labels, kind="stable")
-        starts = np.searchsorted(labels[by_cell], np.arange(k + 1))
+        pool, x, _, centres, by_cell, starts = cells_of(bank, budget, seed)
         anchors = centres.copy()
         picks: list[int] = []
         for j in np.argsort(-np.diff(starts), kind="stable"):
@@ -79,7 +126,7 @@ def polish(steps: int) -> Sampler:
         bank: Any, budget: int, *, seed: int = 0, labeled: Sequence[int] | None = None
     ) -> np.ndarray:
         pool = global_pool(bank, budget, None, "cosine", normalise=True)
-        start = select(bank, budget, "strata", seed=seed, progress=False).selection(budget)
+        start = margin(0.0)(bank, budget, seed=seed)
         rows = np.searchsorted(pool.index, start)
         rng = np.random.default_rng([int(seed), steps])
         fit = fit_centroids(
@@ -95,20 +142,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=DATA, help="IDX folder (train-* and t10k-* files)")
     ap.add_argument("--pool-size", type=int, default=20000, help="first N training images")
-    ap.add_argument("--budgets", type=int, nargs="+", default=[20, 50, 200, 500])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[10, 20, 30, 40, 50, 100, 200, 500])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--protocols", nargs="+", default=["linear"], choices=PROTOCOLS)
-    ap.add_argument("--spread", type=int, nargs="+", default=[5, 20], help="values of M")
+    ap.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.5, 1.0], help="W")
+    ap.add_argument("--spread", type=int, nargs="*", default=[5, 20], help="values of M")
+    ap.add_argument("--polish", type=int, default=100, help="ActiveFT steps (0: no polish)")
+    ap.add_argument(
+        "--control", action="store_true", help="the random-weight control backbone's bank"
+    )
     ap.add_argument("--cache", default=None, help="bank cache (default: <geal cache>/eval)")
     args = ap.parse_args()
-    if min(args.spread) < 1 or min(args.budgets) < 1:
-        ap.error("--spread and --budgets take positive numbers")
+    if min(args.spread, default=1) < 1 or min(args.budgets) < 1 or args.polish < 0:
+        ap.error("--spread and --budgets take positive numbers, --polish one >= 0")
+    if not all(0 < w <= 1 for w in args.weights):
+        ap.error("--weights take numbers in (0, 1]")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
-    task = pretrained_task(args.data, args.pool_size, args.cache)
-    strategies: list[Any] = ["strata", "activeft", ("strata-polish", polish(100))]
+    task = (control_task if args.control else pretrained_task)(
+        args.data, args.pool_size, args.cache
+    )
+    (backbone,) = task.backbones
+    bank = task.backbones[backbone].bank()
+    d_eff = effective_dimension(to_grid(global_pool(bank, 1, None, "cosine").x))
+    strategies: list[Any] = [("strata", shipped), ("strata-centre", margin(0.0)), "activeft"]
+    strategies += [(f"strata-margin-{w:g}", margin(w)) for w in args.weights]
+    strategies += [("strata-polish", polish(args.polish))] if args.polish else []
     strategies += [(f"strata-spread-{m}", spread(m)) for m in args.spread]
-    rows = run_curves(task, strategies, args.budgets, args.seeds, args.protocols, [MODEL])
+    rows = run_curves(task, strategies, args.budgets, args.seeds, args.protocols, [backbone])
     summary: dict[str, Any] = {}
     for p in args.protocols:
         acc: dict[tuple[str, int], list[float]] = {}
@@ -120,8 +181,8 @@ def main() -> None:
                 str(b): {
                     "mean": round(float(np.mean(acc[(name, b)])), 2),
                     "std": round(float(np.std(acc[(name, b)])), 2),
-                    "minus_strata": round(
-                        float(np.mean(acc[(name, b)]) - np.mean(acc[("strata", b)])), 2
+                    "minus_centre": round(
+                        float(np.mean(acc[(name, b)]) - np.mean(acc[("strata-centre", b)])), 2
                     ),
                 }
                 for b in args.budgets
@@ -131,9 +192,12 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "backbone": backbone,
                 "pool": task.n,
                 "budgets": args.budgets,
                 "seeds": args.seeds,
+                "effective_dimension": round(d_eff, 3),
+                "labels_per_dimension": {str(b): round(b / d_eff, 2) for b in args.budgets},
                 "summary": summary,
                 "rows": [
                     {k: r[k] for k in ("strategy", "protocol", "budget", "seed", "accuracy")}
