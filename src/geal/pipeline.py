@@ -20,7 +20,7 @@ import numpy as np
 from geal.bank import PatternBank
 from geal.errors import GealError, PoolError, SelectionError
 from geal.pools import Pool, open_pool
-from geal.sampling import SAMPLERS, Ranking, select
+from geal.sampling import DEFAULT_STRATEGY, SAMPLERS, Ranking, select
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def run_selection(
     out: str | Path,
     budgets: list[int],
     *,
-    strategy: str = "prob",
+    strategy: str = DEFAULT_STRATEGY,
     seed: int = 0,
     labeled: Sequence[int] | None = None,
     distance: str = "cosine",

@@ -48,7 +48,19 @@ def test_run_on_voc_writes_official_split_files(
     fake = make_voc_devkit(tmp_path / "data", n_per_year=6)
     out = tmp_path / "sel"
     code = main(
-        ["run", str(fake.path), "--budgets", "3,5", "--to", "voc,indices", "--out", str(out), *TINY]
+        [
+            "run",
+            str(fake.path),
+            "--budgets",
+            "3,5",
+            "--strategy",
+            "prob",
+            "--to",
+            "voc,indices",
+            "--out",
+            str(out),
+            *TINY,
+        ]
     )
     assert code == 0, capsys.readouterr().err
     ranking = list(rows(out / "ranking.csv"))
@@ -116,12 +128,12 @@ def test_labeled_images_are_never_picked(tmp_path: Path) -> None:
     assert len(ids) == 15 and not set(ids) & set(fake.ids[:5])
 
 
-def test_strata_selects_every_budget_afresh_and_says_why(tmp_path: Path) -> None:
+def test_the_default_strata_selects_every_budget_afresh_and_says_why(tmp_path: Path) -> None:
     fake = make_folder_pool(tmp_path / "pool", 16)
     labeled = tmp_path / "labeled.txt"
     labeled.write_text("\n".join(fake.ids[:3]) + "\n")
     out = tmp_path / "sel"
-    argv = ["run", str(fake.path), "--budgets", "4,9", "--strategy", "strata", "--to", "indices"]
+    argv = ["run", str(fake.path), "--budgets", "4,9", "--to", "indices"]  # default sampler
     assert main([*argv, "--labeled", str(labeled), "--out", str(out), *TINY]) == 0
     sel = json.loads((out / "selection.json").read_text())
     assert sel["strategy"] == "strata" and sel["nested"] is False

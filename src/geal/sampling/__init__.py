@@ -24,7 +24,7 @@ from geal.sampling.base import SAMPLERS, Ranking, Sampler, register_sampler
 if TYPE_CHECKING:
     from geal.bank import PatternBank
 
-DEFAULT_STRATEGY = "prob"
+DEFAULT_STRATEGY = "strata"
 
 __all__ = ["DEFAULT_STRATEGY", "SAMPLERS", "Ranking", "Sampler", "register_sampler", "select"]
 
