@@ -68,19 +68,32 @@ GEAL = ("prob-k5", "fds-k5", "prob-k1", "fds-k1")
 MODEL = "efficientnet_lite0"
 
 
+def pretrained_config(image_size: int = 64, stage: int = 3) -> BackboneConfig:
+    """The harness's pre-trained backbone (K=1 and K=5 banks)."""
+    return BackboneConfig(MODEL, MODEL, image_size=image_size, stage=stage, clusters=(1, 5))
+
+
+def control_config(image_size: int = 64, stage: int = 3) -> BackboneConfig:
+    """The same architecture with fixed random weights (K=5 bank), the control."""
+    return BackboneConfig(
+        f"{MODEL}-random",
+        MODEL,
+        weights="random",
+        image_size=image_size,
+        stage=stage,
+        clusters=(5,),
+    )
+
+
 def pretrained_task(data: str, pool_size: int, cache: str | None) -> Task:
-    """The harness's task with only its pre-trained backbone (K=1 and K=5 banks, the same
-    cache as a full run, so the banks are extracted once)."""
-    config = BackboneConfig(MODEL, MODEL, image_size=64, stage=3, clusters=(1, 5))
-    return one_backbone_task(config, data, pool_size, cache)
+    """The harness's task with only its pre-trained backbone (the same cache as a full
+    run, so the banks are extracted once)."""
+    return one_backbone_task(pretrained_config(), data, pool_size, cache)
 
 
 def control_task(data: str, pool_size: int, cache: str | None) -> Task:
-    """The harness's task with only its random-weight control backbone (K=5 bank)."""
-    config = BackboneConfig(
-        f"{MODEL}-random", MODEL, weights="random", image_size=64, stage=3, clusters=(5,)
-    )
-    return one_backbone_task(config, data, pool_size, cache)
+    """The harness's task with only its random-weight control backbone."""
+    return one_backbone_task(control_config(), data, pool_size, cache)
 
 
 def one_backbone_task(config: BackboneConfig, data: str, pool_size: int, cache: str | None) -> Task:
@@ -368,20 +381,9 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     pool = open_pool(args.data, "idx", split="train")
     test = open_pool(args.data, "idx", split="test")
-    backbones = [
-        BackboneConfig(MODEL, MODEL, image_size=args.image_size, stage=args.stage, clusters=(1, 5))
-    ]
+    backbones = [pretrained_config(args.image_size, args.stage)]
     if args.control_strategies:
-        backbones.append(
-            BackboneConfig(
-                f"{MODEL}-random",
-                MODEL,
-                weights="random",
-                image_size=args.image_size,
-                stage=args.stage,
-                clusters=(5,),
-            )
-        )
+        backbones.append(control_config(args.image_size, args.stage))
     task = build_task(
         pool, test, backbones, pool_size=args.pool_size, cache_dir=args.cache, progress=False
     )

@@ -42,7 +42,8 @@ def main() -> None:
     bank = task.backbones[MODEL].banks[5]
     classes = np.asarray(task.pool_labels)
     out = []
-    x = to_grid(global_pool(bank, 1, None, "cosine").x)
+    pool = global_pool(bank, max(args.budgets), None, "cosine")
+    x = to_grid(pool.x)
     x64 = x.astype(np.float64)
     total = float(x64.var(0).sum())
 
@@ -50,7 +51,6 @@ def main() -> None:
         return round(float(x64[rows].var(0).sum()) / total, 3)
 
     for b in args.budgets:
-        pool = global_pool(bank, b, None, "cosine")
         labels, _, steps = tightest_cells(x, pool.labeled, b, args.seed)
         sizes = np.bincount(labels, minlength=b)
         share = sizes / (pool.n / b)
@@ -62,10 +62,12 @@ def main() -> None:
             "budget": b,
             "cell_size_over_share_p10_p50_p90": np.round(np.quantile(share, [0.1, 0.5, 0.9]), 2),
             "refinement_steps": steps,
-            "pick": select(bank, b, "strata", seed=args.seed).params["pick"],
         }
         for s in ("strata", "kmeans", "random"):
-            picks = select(bank, b, s, seed=args.seed, progress=False).selection(b)
+            ranking = select(bank, b, s, seed=args.seed, progress=False)
+            if s == "strata":
+                row["pick"] = ranking.params["pick"]
+            picks = ranking.selection(b)
             counts = np.bincount(classes[picks], minlength=task.classes)
             row[f"{s}_picks_per_class_min_max"] = [int(counts.min()), int(counts.max())]
         row["within_cell_share_of_pool_variance"] = round(within / total, 3)

@@ -43,7 +43,7 @@ from geal.evaluate import PROTOCOLS, run_curves
 from geal.sampling import select
 from geal.sampling._global import global_pool, nearest_unused
 from geal.sampling.activeft import fit_centroids
-from geal.sampling.strata import effective_dimension, runner_up, tightest_cells, to_grid
+from geal.sampling.strata import effective_dimension, pick_scores, tightest_cells, to_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import DATA, control_task, pretrained_task
@@ -76,8 +76,7 @@ def margin(weight: float) -> Sampler:
         bank: Any, budget: int, *, seed: int = 0, labeled: Sequence[int] | None = None
     ) -> np.ndarray:
         pool, x, labels, centres, by_cell, starts = cells_of(bank, budget, seed)
-        own = np.einsum("ij,ij->i", x, centres[labels], dtype=np.float64)
-        score = own - weight * runner_up(x, centres, labels, 4096).astype(np.float64)
+        score = pick_scores(x, centres, labels, weight, 4096)
         picks = []
         for j in np.argsort(-np.diff(starts), kind="stable"):
             rows = by_cell[starts[j] : starts[j + 1]]

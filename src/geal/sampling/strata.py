@@ -58,8 +58,9 @@ The switch is ``labels <= centre_below * d`` (labels: budget plus labeled images
 the covariance of its features: the number of directions it spreads over (10.4 on the
 harness). Picks can only restore the spread of the directions they outnumber, and the
 prototypes settle once the labels are a few per direction. ``centre_below = 3`` is
-measured, not derived: the crossover on the harness lies between 30 and 40 labels. Its
-cost is O(N D^2) once, exact on the grid (sums of grid products are exact in float64).
+measured, not derived: the crossover on the harness lies between 30 and 40 labels. ``d``
+costs O(N D^2) once, only when it decides the rule, and is exact on the grid (sums of
+grid products are exact in float64).
 
 Labeled images: each is a fixed cell centre. At a split, each child is owed
 ``(b + l) * n_c / n`` picks less the ``l_c`` labeled images it already holds, and the
@@ -161,6 +162,19 @@ def runner_up(x: np.ndarray, centres: np.ndarray, labels: np.ndarray, chunk: int
         s[np.arange(b - a), labels[a:b]] = -np.inf
         out[a:b] = s.max(1)
     return out
+
+
+def pick_scores(
+    x: np.ndarray, centres: np.ndarray, labels: np.ndarray, weight: float, chunk: int
+) -> np.ndarray:
+    """Score of every row as its cell's pick, float64 ``[n]``: its similarity to its own
+    centre, less ``weight`` times its similarity to the nearest other centre (weight 0:
+    the central image scores highest). Exact on the grid: both similarities are
+    multiples of 2^-22."""
+    score = np.einsum("ij,ij->i", x, centres[labels], dtype=np.float64)
+    if weight:
+        score -= weight * runner_up(x, centres, labels, chunk).astype(np.float64)
+    return score
 
 
 def effective_dimension(x: np.ndarray, rows: int = 65536) -> float:
@@ -371,19 +385,15 @@ def strata(
     x = to_grid(pool.x)
     is_lab = pool.labeled
     nf = int(is_lab.sum())
-    d_eff = effective_dimension(x)
+    d_eff = None  # measured only when it decides the rule
     if pick_rule == "auto":
+        d_eff = effective_dimension(x)
         pick_rule = "centre" if budget + nf <= centre_below * d_eff else "margin"
     labels, centres, steps = tightest_cells(
         x, is_lab, budget, seed, refine=refine, split_iter=split_iter, n_init=n_init, chunk=chunk
     )
     k = centres.shape[0] - nf
-    if pick_rule == "margin":
-        # exact on the grid: own and runner-up similarities are multiples of 2^-22
-        own = np.einsum("ij,ij->i", x, centres[labels], dtype=np.float64)
-        score = own - weight * runner_up(x, centres, labels, chunk).astype(np.float64)
-    else:
-        score = None
+    score = pick_scores(x, centres, labels, weight if pick_rule == "margin" else 0.0, chunk)
     sizes = np.bincount(labels, minlength=nf + k)[nf:]
     order = np.argsort(-sizes, kind="stable")
     free = ~is_lab
@@ -397,27 +407,19 @@ def strata(
         if rows.size == 0:  # the cell holds only labeled images: nearest free image
             rows = np.flatnonzero(free & ~used)
             s = x[rows] @ centres[nf + j]
-        elif score is None:
-            s = x[rows] @ centres[nf + j]
         else:
             s = score[rows]
         pick = int(rows[int(np.argmax(s))])  # first on ties: rows are in pool order
         picks[t] = pick
         used[pick] = True
-    log.info(
-        "strata: %d cells, %d refinement steps, %s picks (effective dimension %.1f)",
-        k,
-        steps,
-        pick_rule,
-        d_eff,
-    )
+    log.info("strata: %d cells, %d refinement steps, %s picks", k, steps, pick_rule)
     params = {
         "distance": "cosine",
         "pick": pick_rule,
         "pick_option": str(options.get("pick", "auto")),
         "centre_below": centre_below,
         "margin_weight": weight,
-        "effective_dimension": round(d_eff, 3),
+        "effective_dimension": None if d_eff is None else round(d_eff, 3),
         "refine": refine,
         "split_iter": split_iter,
         "n_init": n_init,
