@@ -563,6 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # without a terminal, loops over the pool log periodic progress lines (geal.progress)
+    logging.getLogger("geal.progress").setLevel(min(level, logging.INFO))
     t0 = time.perf_counter()
     try:
         code = COMMANDS[a.command](a)

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from geal.bank import BankWriter, PatternBank
 from geal.errors import GealError
 from geal.internal.cache import bank_dir
+from geal.internal.progress import Progress
 from geal.patterns import knowledge_clusters
 from geal.pools.base import Pool
 
@@ -331,8 +332,6 @@ def _run(
     workers: int | None,
     progress: bool | None,
 ) -> None:
-    from tqdm.auto import tqdm
-
     dev = next(iter(backbone.parameters())).device
     workers = default_workers() if workers is None else workers
     loader = DataLoader(
@@ -345,7 +344,7 @@ def _run(
     )
     shards = ShardAssembler(writer, missing, backbone.dim, options["dtype"])
     total = sum(b - a for a, b in ranges)
-    with tqdm(total=total, unit="img", disable=_quiet(progress)) as bar:
+    with Progress(total, unit="img", desc="extract", progress=progress) as bar:
         for indices, images, bad in loader:
             for i, err in bad:
                 shards.failed(pool, i, err)
@@ -354,8 +353,3 @@ def _run(
                 for row, i in enumerate(indices):
                     shards.add(i, centers[row, : counts[row]], glob[row])
             bar.update(len(indices) + len(bad))
-
-
-def _quiet(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None hides the bar when stderr is not a terminal."""
-    return None if progress is None else not progress

@@ -34,6 +34,7 @@ import numpy as np
 from geal._version import __version__
 from geal.errors import GealError
 from geal.internal.io import atomic_write_text
+from geal.internal.progress import Progress
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -136,17 +137,10 @@ def _thumbs(
     progress: bool | None,
     what: str,
 ) -> list[_Thumb]:
-    from tqdm.auto import tqdm
-
     out = []
-    for rank, i in enumerate(
-        tqdm(
-            indices.tolist(),
-            desc=what,
-            unit="img",
-            disable=None if progress is None else not progress,
-        )
-    ):
+    bar = Progress(len(indices), desc=what, unit="img", progress=progress)
+    for rank, i in enumerate(indices.tolist()):
+        bar.update(1)
         item = pool[i]
         src, err, tiny = None, None, False
         try:

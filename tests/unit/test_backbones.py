@@ -26,11 +26,11 @@ from geal.backbones import (
     _weights,
     create_backbone,
     efficientnet_lite,
-    resolve_device,
     two_pass_reference,
 )
 from geal.backbones.vit import ViTBackbone
 from geal.errors import GealError, WeightsError
+from geal.internal.device import resolve_device
 from geal.internal.io import sha256_file
 
 FIELDS = ("tokens", "saliency", "global_")

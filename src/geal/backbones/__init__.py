@@ -5,7 +5,7 @@ or timm model; its ``forward`` maps a batch of preprocessed images to a
 :class:`BackboneOutput` in one pass.
 """
 
-from geal.backbones.base import Backbone, BackboneOutput, Preprocess, resolve_device
+from geal.backbones.base import Backbone, BackboneOutput, Preprocess
 from geal.backbones.factory import create_backbone
 from geal.backbones.registry import BACKBONES, BackboneSpec, get_spec, register_backbone
 from geal.backbones.vit import two_pass_reference
@@ -19,6 +19,5 @@ __all__ = [
     "create_backbone",
     "get_spec",
     "register_backbone",
-    "resolve_device",
     "two_pass_reference",
 ]

@@ -172,30 +172,3 @@ def normalise_rows(weights: torch.Tensor) -> torch.Tensor:
     return torch.where(
         total > 0, weights / total.clamp_min(torch.finfo(weights.dtype).tiny), uniform
     )
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"`` into CUDA when available else CPU; check that an explicit device exists."""
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise GealError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise GealError(
-                f"device {device!s} requested but no CUDA GPU is available; use --device cpu"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise GealError(
-                f"device {device!s} requested but only {torch.cuda.device_count()} GPU(s) exist"
-            )
-    if dev.type == "mps" and not (
-        hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    ):
-        raise GealError(f"device {device!s} requested but MPS is not available; use --device cpu")
-    return dev

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from geal.backbones import _weights
-from geal.backbones.base import _RESAMPLE, Backbone, Preprocess, resolve_device
+from geal.backbones.base import _RESAMPLE, Backbone, Preprocess
 from geal.backbones.cnn import CNNBackbone, check_stage, default_stage
 from geal.backbones.registry import BackboneSpec, get_spec
 from geal.backbones.vit import ViTBackbone, check_supported
 from geal.errors import GealError
+from geal.internal.device import resolve_device
 
 logger = logging.getLogger(__name__)
 

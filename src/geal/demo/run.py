@@ -119,9 +119,10 @@ def run_demo(
         raise SelectionError(
             f"budget {budget} is larger than the {pool} pool ({len(images)} images{more})"
         )
-    from geal.backbones import create_backbone, resolve_device
+    from geal.backbones import create_backbone
     from geal.demo.report import Panel, contact_sheet, panel_title, write_markdown
     from geal.extract import extract
+    from geal.internal.device import resolve_device
     from geal.pipeline import run_selection
 
     dev = resolve_device(device)

@@ -20,6 +20,7 @@ import torch
 
 from geal.bank import BankWriter
 from geal.errors import GealError
+from geal.internal.progress import Progress
 from geal.pools.base import Pool
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,7 @@ def run_ray(
         import ray
     except ImportError:
         raise GealError("--engine ray needs Ray: pip install 'geal[ray]'") from None
-    from tqdm.auto import tqdm
-
-    from geal.extract import ShardAssembler, _quiet
+    from geal.extract import ShardAssembler
 
     if not ray.is_initialized():
         ray.init(
@@ -145,7 +144,7 @@ def run_ray(
         num_gpus=1 if use_gpu else 0, num_cpus=1 if use_gpu else max(1, threads),
     )  # fmt: skip
     shards = ShardAssembler(writer, missing, backbone.dim, options["dtype"])
-    with tqdm(total=len(indices), unit="img", disable=_quiet(progress)) as bar:
+    with Progress(len(indices), unit="img", desc="extract", progress=progress) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for row, i in enumerate(batch["index"].tolist()):
                 err = batch["error"][row]

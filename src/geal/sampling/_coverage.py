@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from geal.errors import SelectionError
+from geal.internal.device import resolve_device
 from geal.sampling import _kernels as K
 
 log = logging.getLogger(__name__)
@@ -84,15 +85,6 @@ def _libc() -> Any:
         return ctypes.CDLL(None)
     except (OSError, TypeError):  # no C library to load this way (e.g. Windows)
         return None
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SelectionError("--device cuda asked, but no CUDA device is available")
-    return dev
 
 
 class Coverage:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from geal.errors import SelectionError
+from geal.internal.progress import Progress
 from geal.sampling._coverage import CoverageState
 from geal.sampling.base import Ranking
 
@@ -118,8 +119,6 @@ def greedy(
     ``first_random``: with no labeled images, the first pick is a seeded random image
     (GEAL, k-center); samplers whose rule is defined on an empty set pass False.
     """
-    from tqdm.auto import tqdm
-
     labeled = sorted({int(i) for i in labeled or []})
     for i in labeled:
         if not 0 <= i < cov.n:
@@ -144,7 +143,9 @@ def greedy(
     if jr is not None:
         jr.open(order, radius)
     try:
-        with tqdm(total=budget, initial=len(order), unit="pick", disable=_quiet(progress)) as bar:
+        with Progress(
+            budget, initial=len(order), unit="pick", desc=strategy, progress=progress
+        ) as bar:
             for t in range(len(order), budget):
                 rng = step_rng(seed, t)
                 if t == 0 and not labeled and first_random:
@@ -163,7 +164,3 @@ def greedy(
         if jr is not None:
             jr.close(remove=False)  # the caller removes it once the ranking is saved
     return Ranking(np.array(order, np.int64), np.array(radius, np.float32), strategy, seed, params)
-
-
-def _quiet(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geal.errors import SelectionError
-from geal.sampling._coverage import Coverage, resolve_device
+from geal.internal.device import resolve_device
+from geal.sampling._coverage import Coverage
 from geal.sampling._loop import greedy
 from geal.sampling._pruned import PrunedCoverage
 from geal.sampling.base import Ranking, register_sampler

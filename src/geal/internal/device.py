@@ -1,0 +1,45 @@
+"""The one device resolver: ``auto`` -> CUDA when available, else CPU; explicit devices checked.
+
+Extraction and selection both resolve ``--device`` here, so a name that does not exist
+is the same one-line error whichever side meets it first.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from geal.errors import GealError
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto"`` into CUDA when available else CPU; check that an explicit device exists.
+
+    Raises:
+        GealError: an unknown device name, or a device this machine does not have.
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise GealError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GealError(
+                f"device {device!s} requested but no CUDA GPU is available; use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise GealError(
+                f"device {device!s} requested but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise GealError(
+                f"device {device!s} requested but MPS is not available; use --device cpu"
+            )
+    elif dev.type != "cpu":
+        raise GealError(f"device {device!s} is not supported; use auto, cpu, cuda or cuda:N")
+    return dev
