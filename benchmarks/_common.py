@@ -68,11 +68,12 @@ def warm_up(strategy: str, prune: str, device: str = "cpu") -> None:
     not grow with the bank). Measurements start after this.
     """
     from geal.bank import PatternBank
-    from geal.sampling import select
+    from geal.sampling import RunSettings, select
 
     n = 6000  # 30,000 patterns: ``auto`` prunes, as it does on the benchmarks' banks
     pats = clustered_patterns(n, 5, 384, seed=1, dtype=np.float32)
-    select(PatternBank.from_arrays(pats, np.full(n, 5)), 50, strategy, device=device, prune=prune)
+    run = RunSettings(device=device, prune=prune, progress=False)
+    select(PatternBank.from_arrays(pats, np.full(n, 5)), 50, strategy, run=run)
 
 
 def write_synthetic_bank(
@@ -101,16 +102,14 @@ def measured_select(
     RSS just before the bank was opened.
     """
     from geal.bank import PatternBank
-    from geal.sampling import select
+    from geal.sampling import RunSettings, select
 
     warm_up(strategy, prune, device)
     base = rss_mb()
     reset_peak_rss()
     t0 = time.perf_counter()
-    r = select(
-        PatternBank.open(bank), budget, strategy, seed=0, device=device, progress=False,
-        prune=prune,
-    )  # fmt: skip
+    run = RunSettings(device=device, prune=prune, progress=False)
+    r = select(PatternBank.open(bank), budget, strategy, seed=0, run=run)
     return r, time.perf_counter() - t0, peak_rss_mb() - base
 
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from geal.bank import PatternBank
-from geal.sampling import select
+from geal.sampling import RunSettings, select
 
 BASELINES = ("kcenter", "kmeans", "typiclust", "probcover", "activeft")
 
@@ -30,7 +30,7 @@ def main() -> None:
     for name in args.strategies:
         for budget in args.budgets:
             t = time.perf_counter()
-            r = select(bank, budget, name, seed=args.seed, progress=False)
+            r = select(bank, budget, name, seed=args.seed, run=RunSettings(progress=False))
             row = {
                 "strategy": name,
                 "n": args.n,

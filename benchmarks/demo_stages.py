@@ -62,7 +62,7 @@ def evaluate(
     randoms: int,
 ) -> dict[str, Any]:
     from geal.demo.coverage import coverage, random_coverages, random_pick
-    from geal.sampling import select
+    from geal.sampling import RunSettings, select
 
     labels = np.array([item.label for item in pool])
     out: dict[str, Any] = {}
@@ -80,7 +80,8 @@ def evaluate(
         }
     for strategy in strategies:
         rankings = [
-            select(bank, max(budgets), strategy, seed=s, progress=False) for s in range(seeds)
+            select(bank, max(budgets), strategy, seed=s, run=RunSettings(progress=False))
+            for s in range(seeds)
         ]
         for b in budgets:
             picks = [r.selection(b) for r in rankings]

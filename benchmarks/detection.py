@@ -41,6 +41,7 @@ from geal.evaluate.detection import (
 )
 from geal.pools import open_pool
 from geal.pools.base import Pool
+from geal.sampling import RunSettings
 
 log = logging.getLogger("detection-benchmark")
 
@@ -163,7 +164,9 @@ def main() -> None:
     for name in args.strategies:
         bank_key, sampler = STRATEGIES[name]
         for seed in args.seeds:
-            ranking = select(banks[bank_key], top, sampler, seed=seed, progress=False)
+            ranking = select(
+                banks[bank_key], top, sampler, seed=seed, run=RunSettings(progress=False)
+            )
             for budget in args.budgets:
                 chosen = ranking.selection(budget)
                 cov = detection_coverage(instances, chosen, thresholds)

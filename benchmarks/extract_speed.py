@@ -77,7 +77,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
 
-    from geal.backbones import create_backbone, two_pass_reference
+    from geal.backbones import create_backbone
+    from geal.backbones.vit import two_pass_reference
     from geal.extract import extract
     from geal.patterns import knowledge_clusters
     from geal.pools import open_pool

@@ -58,11 +58,12 @@ def trace(bank: Path, budget: int, every: int) -> None:
     the patterns of the groups visited and the patterns whose distance was computed.
     """
     from geal.bank import PatternBank
+    from geal.sampling import RunSettings
     from geal.sampling.geal import pattern_coverage
 
     b = PatternBank.open(bank)
     t0 = time.perf_counter()
-    cov = pattern_coverage(b, prune="on")
+    cov = pattern_coverage(b, run=RunSettings(prune="on"))
     print(json.dumps({"build_seconds": round(time.perf_counter() - t0, 1)}), flush=True)
     cov.add([int(np.random.default_rng(0).integers(b.n))])
     last, visited, computed = time.perf_counter(), 0, 0

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from geal.sampling import select
-from geal.sampling._global import global_pool
+from geal.sampling import RunSettings, select
+from geal.sampling.features import global_pool
 from geal.sampling.strata import effective_dimension, tightest_cells, to_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,7 +64,7 @@ def main() -> None:
             "refinement_steps": steps,
         }
         for s in ("strata", "kmeans", "random"):
-            ranking = select(bank, b, s, seed=args.seed, progress=False)
+            ranking = select(bank, b, s, seed=args.seed, run=RunSettings(progress=False))
             if s == "strata":
                 row["pick"] = ranking.params["pick"]
             picks = ranking.selection(b)

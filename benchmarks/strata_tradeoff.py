@@ -41,8 +41,8 @@ import torch
 
 from geal.evaluate import PROTOCOLS, run_curves
 from geal.sampling import select
-from geal.sampling._global import global_pool, nearest_unused
 from geal.sampling.activeft import fit_centroids
+from geal.sampling.features import global_pool, nearest_unused
 from geal.sampling.strata import effective_dimension, pick_scores, tightest_cells, to_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -129,7 +129,7 @@ def polish(steps: int) -> Sampler:
         rows = np.searchsorted(pool.index, start)
         rng = np.random.default_rng([int(seed), steps])
         fit = fit_centroids(
-            pool.x, pool.x[rows], pool.x[pool.labeled], rng, iterations=steps, quiet=True
+            pool.x, pool.x[rows], pool.x[pool.labeled], rng, iterations=steps, progress=False
         )
         got = nearest_unused(pool.x, pool.pickable, fit.centroids, np.arange(budget))
         return pool.index[got]

@@ -76,9 +76,11 @@ CASES.append(Case("medium", "strata", 60, options={"pick": "margin"}))
 
 def run_case(case: Case) -> dict[str, Any]:
     """The ranking of ``case`` as JSON: order, radius (as strings, exact) and nesting."""
-    from geal.sampling import select
+    from geal.sampling import RunSettings, select
 
     bank = BANKS[case.bank]()
+    opts = dict(case.options)
+    run = RunSettings(prune=opts.pop("prune", "auto"), progress=False)
     r = select(
         bank,
         case.budget,
@@ -86,7 +88,8 @@ def run_case(case: Case) -> dict[str, Any]:
         seed=case.seed,
         labeled=list(case.labeled) or None,
         distance=case.distance,
-        **case.options,
+        run=run,
+        **opts,
     )
     return {
         "order": r.order.tolist(),

@@ -108,8 +108,8 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
 
 
 def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> None:
+    from geal.coverage import DEFAULT_CHUNK, PRUNE_MIN_PATTERNS
     from geal.sampling import DEFAULT_STRATEGY, SAMPLERS
-    from geal.sampling.geal import PRUNE_MIN_PATTERNS
 
     g = p.add_argument_group("selection")
     g.add_argument("--budget", type=int, default=None, help="images to select")
@@ -128,7 +128,10 @@ def _select_args(p: argparse.ArgumentParser, *, require_budget: bool = True) -> 
         "--distance", default="cosine", choices=["cosine", "euclidean"], help="pattern distance"
     )
     g.add_argument(
-        "--chunk", type=int, default=65536, help="rows per distance block (bounds memory)"
+        "--chunk",
+        type=int,
+        default=DEFAULT_CHUNK,
+        help=f"rows per distance block, bounds memory (default {DEFAULT_CHUNK})",
     )
     g.add_argument(
         "--prune",

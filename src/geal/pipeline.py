@@ -7,6 +7,7 @@ notebook or a pipeline can do exactly what the command line does.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import time
@@ -18,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from geal.bank import PatternBank
+from geal.coverage import DEFAULT_CHUNK
 from geal.errors import GealError, PoolError, SelectionError
 from geal.pools import Pool, open_pool
-from geal.sampling import DEFAULT_STRATEGY, SAMPLERS, Ranking, select
+from geal.sampling import DEFAULT_STRATEGY, SAMPLERS, Ranking, RunSettings, select
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +111,11 @@ def run_selection(
     to: Sequence[str] = (),
     name: str = "geal",
     device: str = "cpu",
-    chunk: int = 65536,
+    chunk: int = DEFAULT_CHUNK,
     prune: str = "auto",
     progress: bool | None = None,
     extra: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> SelectionResult:
     """Rank the pool, then write ranking.csv, selection.json and the asked split files.
 
@@ -131,9 +134,10 @@ def run_selection(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    opts: dict[str, Any] = {"device": device, "chunk": chunk, "prune": prune, "progress": progress}
     journal = out / JOURNAL
-    key = {"bank": bank.manifest_hash()}
+    run = RunSettings(device=device, chunk=chunk, prune=prune, progress=progress)
+    logged = dataclasses.replace(run, journal=journal, journal_key={"bank": bank.manifest_hash()})
+    params = dict(params or {})
     top = select(
         bank,
         budgets[-1],
@@ -141,15 +145,14 @@ def run_selection(
         seed=seed,
         labeled=labeled,
         distance=distance,
-        journal=journal,
-        journal_key=key,
-        **opts,
+        run=logged,
+        **params,
     )
     rankings = {budgets[-1]: top}
     if not top.nested:
         for b in budgets[:-1]:
             rankings[b] = select(
-                bank, b, strategy, seed=seed, labeled=labeled, distance=distance, **opts
+                bank, b, strategy, seed=seed, labeled=labeled, distance=distance, run=run, **params
             )
     seconds = time.perf_counter() - t0
     files: list[Path] = []

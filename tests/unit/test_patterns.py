@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from geal.patterns import attention_filter, image_uniforms, kmeans, knowledge_clusters
+from geal.kmeans import batched_kmeans as kmeans
+from geal.patterns import attention_filter, image_uniforms, knowledge_clusters
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geal.bank import PatternBank
+from geal.coverage import Coverage
 from geal.errors import SelectionError
-from geal.sampling import SAMPLERS, select
-from geal.sampling._coverage import Coverage
+from geal.sampling import SAMPLERS, RunSettings, select
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -112,7 +112,7 @@ def test_chunk_size_does_not_change_the_ranking(
     )
     budget = len(valid) - len(labeled)
     a = select(bank, budget, strategy, seed=0, labeled=labeled)
-    b = select(bank, budget, strategy, seed=0, labeled=labeled, chunk=chunk)
+    b = select(bank, budget, strategy, seed=0, labeled=labeled, run=RunSettings(chunk=chunk))
     assert np.array_equal(a.order, b.order)
 
 
@@ -133,8 +133,8 @@ def test_batched_update_equals_one_by_one() -> None:
 def test_gpu_equals_cpu() -> None:
     bank = random_bank(6, 500, dim=64)
     for strategy in ("fds", "prob"):
-        a = select(bank, 100, strategy, seed=1, device="cpu")
-        b = select(bank, 100, strategy, seed=1, device="cuda")
+        a = select(bank, 100, strategy, seed=1, run=RunSettings(device="cpu"))
+        b = select(bank, 100, strategy, seed=1, run=RunSettings(device="cuda"))
         assert np.array_equal(a.order, b.order)
         assert np.array_equal(a.radius, b.radius)
 
@@ -184,10 +184,10 @@ def test_interrupted_selection_resumes(tmp_path: Path) -> None:
     journal = tmp_path / "j"
     full = select(bank, 120, "prob", seed=2)
     # a run that stopped after 50 picks, leaving its journal (and a torn last line)
-    select(bank, 50, "prob", seed=2, journal=journal)
+    select(bank, 50, "prob", seed=2, run=RunSettings(journal=journal))
     with open(journal, "a") as f:
         f.write("12")
-    resumed = select(bank, 120, "prob", seed=2, journal=journal)
+    resumed = select(bank, 120, "prob", seed=2, run=RunSettings(journal=journal))
     assert np.array_equal(full.order, resumed.order)
     assert np.array_equal(full.radius, resumed.radius)
 
@@ -220,8 +220,8 @@ def test_pruned_ranking_equals_plain(
     )
     if budget == 0:
         return
-    plain = select(bank, budget, strategy, seed=seed, labeled=labeled, prune="off")
-    pruned = select(bank, budget, strategy, seed=seed, labeled=labeled, prune="on")
+    plain = select(bank, budget, strategy, seed=seed, labeled=labeled, run=RunSettings(prune="off"))
+    pruned = select(bank, budget, strategy, seed=seed, labeled=labeled, run=RunSettings(prune="on"))
     assert np.array_equal(plain.order, pruned.order)
     assert np.array_equal(plain.radius, pruned.radius)
 
@@ -230,7 +230,7 @@ def test_pruning_skips_work_on_clustered_banks() -> None:
     from geal.sampling.geal import pattern_coverage
 
     bank = clustered_bank(0, 3000, dim=32, concepts=20)
-    cov = pattern_coverage(bank, prune="on")
+    cov = pattern_coverage(bank, run=RunSettings(prune="on"))
     rng = np.random.default_rng(0)
     cov.add([0])
     for _ in range(200):
@@ -238,7 +238,7 @@ def test_pruning_skips_work_on_clustered_banks() -> None:
     full = 201 * bank.n_patterns
     assert cov.visited < 0.5 * full  # type: ignore[union-attr]
     d = cov.distances()
-    plain = pattern_coverage(bank, prune="off")
+    plain = pattern_coverage(bank, run=RunSettings(prune="off"))
     plain.add(np.flatnonzero(cov.picked).tolist())
     assert np.array_equal(d, plain.distances())
 
@@ -246,15 +246,15 @@ def test_pruning_skips_work_on_clustered_banks() -> None:
 def test_prune_option_is_checked() -> None:
     bank = random_bank(0, 20)
     with pytest.raises(SelectionError, match="cosine"):
-        select(bank, 3, "fds", prune="on", distance="euclidean")
-    with pytest.raises(SelectionError, match="auto, on or off"):
-        select(bank, 3, "fds", prune="maybe")
+        select(bank, 3, "fds", distance="euclidean", run=RunSettings(prune="on"))
+    with pytest.raises(SelectionError, match="--prune"):
+        select(bank, 3, "fds", run=RunSettings(prune="maybe"))
 
 
 def test_mapped_multi_shard_bank_ranks_as_in_memory(tmp_path: Path) -> None:
     """Shards are read in steps and their pages let go mid-shard: nothing may change."""
     from geal.bank import BankWriter
-    from geal.sampling import _pruned
+    from geal.coverage import pruned as _pruned
 
     src = clustered_bank(4, 400, dim=24)
     w = BankWriter.create_or_resume(tmp_path / "b", {"model": "m"}, {"fingerprint": "f"}, 400, 64)
@@ -279,16 +279,16 @@ def test_mapped_multi_shard_bank_ranks_as_in_memory(tmp_path: Path) -> None:
     try:
         mem = PatternBank.from_arrays(bank.patterns_array(), bank.counts)
         for strategy in ("fds", "prob"):
-            ref = select(mem, 60, strategy, seed=3, prune="off")
+            ref = select(mem, 60, strategy, seed=3, run=RunSettings(prune="off"))
             for prune in ("on", "off"):
                 released.clear()
-                got = select(bank, 60, strategy, seed=3, prune=prune)
+                got = select(bank, 60, strategy, seed=3, run=RunSettings(prune=prune))
                 assert got.order.tolist() == ref.order.tolist()
                 assert np.array_equal(got.radius, ref.radius)
             # a pruned build samples shard 0 once, then steps through it twice,
             # letting its pages go after every step
             released.clear()
-            select(bank, 1, strategy, seed=3, prune="on")
+            select(bank, 1, strategy, seed=3, run=RunSettings(prune="on"))
             steps = -(-bank.shards[0].patterns.shape[0] // 50)
             assert steps >= 3 and released.count(0) == 1 + 2 * steps
     finally:

@@ -10,8 +10,8 @@ import pytest
 from geal.bank import PatternBank
 from geal.errors import SelectionError
 from geal.export import write_selection_json
-from geal.sampling import select
-from geal.sampling._global import unit
+from geal.sampling import RunSettings, select
+from geal.sampling.features import unit
 from geal.sampling.strata import (
     cut,
     effective_dimension,
@@ -99,7 +99,10 @@ def test_cells_partition_the_pool_with_one_pick_each() -> None:
 def test_same_selection_whatever_the_chunk(options: dict[str, int]) -> None:
     x = clusters([70, 40, 30, 20], dim=40, spread=0.3, seed=5)
     bank = bank_of(x)
-    runs = [select(bank, 17, "strata", seed=9, chunk=c, **options).order for c in (3, 64, 4096)]
+    runs = [
+        select(bank, 17, "strata", seed=9, run=RunSettings(chunk=c), **options).order
+        for c in (3, 64, 4096)
+    ]
     for other in runs[1:]:
         np.testing.assert_array_equal(runs[0], other)
 

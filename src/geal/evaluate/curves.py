@@ -69,12 +69,12 @@ class Strategy:
 
     def select(self, bank: Any, budget: int, seed: int) -> np.ndarray:
         """Pool indices of this strategy's selection of ``budget`` images."""
-        from geal.sampling import SAMPLERS
+        from geal.sampling import SAMPLERS, RunSettings
 
         fn = self.fn if self.fn is not None else SAMPLERS[str(self.sampler)]
         kwargs = dict(self.options)
         if self.fn is None:
-            kwargs.setdefault("progress", False)
+            kwargs.setdefault("run", RunSettings(progress=False))
         out = fn(bank, budget, seed=seed, labeled=None, **kwargs)
         idx = out.selection(budget) if hasattr(out, "selection") else np.asarray(out, np.int64)
         idx = np.asarray(idx, dtype=np.int64)

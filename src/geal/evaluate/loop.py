@@ -116,8 +116,7 @@ def pick_coreset(
     Returns:
         picks, (score wall s, score CPU s), (select wall s, select CPU s).
     """
-    from geal.sampling._coverage import Coverage, CoverageState
-    from geal.sampling._loop import greedy
+    from geal.coverage import Coverage, CoverageState, greedy
 
     clock = _Clock()
     feats = model.features(x).numpy()
@@ -127,7 +126,7 @@ def pick_coreset(
     def step(c: CoverageState, _t: int, _rng: np.random.Generator) -> int:
         return c.farthest()
 
-    ranking = greedy(
+    picks = greedy(
         cov,
         k,
         step,
@@ -137,7 +136,7 @@ def pick_coreset(
         params={"distance": "euclidean"},
         progress=False,
     )
-    return ranking.order, score, clock.lap()
+    return picks.order, score, clock.lap()
 
 
 Picker = Callable[[TrainedCNN, torch.Tensor, np.ndarray, int, int], Timed]

@@ -30,20 +30,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geal.errors import SelectionError
-from geal.sampling._global import (
-    add_rows,
-    chunk_option,
-    global_pool,
-    nearest_unused,
-    quiet,
-    unit,
-)
-from geal.sampling.base import Ranking, register_sampler
+from geal.internal.progress import Progress
+from geal.internal.validation import check_scalar
+from geal.kmeans import add_rows
+from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.features import global_pool, nearest_unused, unit
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -139,23 +135,18 @@ def fit_centroids(
     iterations: int = 300,
     batch_size: int = 4096,
     chunk: int = 4096,
-    quiet: bool | None = None,
+    progress: bool | None = None,
 ) -> Fit:
-    """Optimise the centroids with Adam (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8).
-
-    ``quiet`` hides the progress bar (None: show it only on a terminal).
-    """
-    from tqdm.auto import tqdm
-
+    """Optimise the centroids with Adam (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8)."""
     c = np.asarray(init, dtype=np.float64).copy()
     m = np.zeros_like(c)
     s = np.zeros_like(c)
     b1, b2, eps = 0.9, 0.999, 1e-8
     n = x.shape[0]
     losses = np.empty(iterations, dtype=np.float64)
-    for t in tqdm(
-        range(1, iterations + 1), unit="iter", desc="activeft", disable=quiet, leave=False
-    ):
+    bar = Progress(iterations, unit="iter", desc="activeft", progress=progress, leave=False)
+    for t in range(1, iterations + 1):
+        bar.update(1)
         rows = rng.choice(n, size=batch_size, replace=False) if batch_size < n else slice(None)
         loss, g = loss_and_grad(c, x[rows], fixed, tau=tau, balance=balance, chunk=chunk)
         losses[t - 1] = loss
@@ -166,40 +157,50 @@ def fit_centroids(
     return Fit(unit(c.astype(np.float32)), losses)
 
 
-@register_sampler("activeft")
+@dataclass(frozen=True)
+class ActiveFTParams(SamplerParams):
+    """Hyperparameters of ``activeft``.
+
+    Attributes:
+        tau: temperature (> 0).
+        balance: weight of the diversity term (>= 0).
+        lr: Adam learning rate (> 0).
+        iterations: optimisation steps (>= 0).
+        batch_size: images sampled per step (>= 1; the whole pool if larger).
+    """
+
+    tau: float = 0.07
+    balance: float = 1.0
+    lr: float = 1e-3
+    iterations: int = 300
+    batch_size: int = 4096
+
+    def __post_init__(self) -> None:
+        check_scalar(self.tau, "tau", float, min_val=0, min_inclusive=False, error=SelectionError)
+        check_scalar(self.balance, "balance", float, min_val=0, error=SelectionError)
+        check_scalar(self.lr, "lr", float, min_val=0, min_inclusive=False, error=SelectionError)
+        check_scalar(self.iterations, "iterations", int, min_val=0, error=SelectionError)
+        check_scalar(self.batch_size, "batch_size", int, min_val=1, error=SelectionError)
+
+
+@register_sampler("activeft", ActiveFTParams)
 def activeft(
     bank: PatternBank,
     budget: int,
     *,
-    seed: int = 0,
-    labeled: Sequence[int] | None = None,
-    distance: str = "cosine",
-    **options: Any,
+    seed: int,
+    labeled: Sequence[int] | None,
+    distance: str,
+    params: ActiveFTParams,
+    run: RunSettings,
 ) -> Ranking:
-    """ActiveFT on the global features (not nested).
-
-    Options:
-        tau: temperature (default 0.07).
-        balance: weight of the diversity term (default 1.0).
-        lr: Adam learning rate (default 1e-3).
-        iterations: optimisation steps (default 300).
-        batch_size: images sampled per step (default 4096; the whole pool if larger).
-        chunk: rows per block of the products (default 4096).
-        progress: show a progress bar (default: only on a terminal).
-    """
+    """ActiveFT on the global features (not nested)."""
     pool = global_pool(bank, budget, labeled, distance, normalise=True)
     if distance != "cosine":
         log.info("activeft: the objective is defined on the unit sphere; using cosine similarity")
-    chunk = chunk_option(options)
-    tau = float(options.get("tau", 0.07))
-    balance = float(options.get("balance", 1.0))
-    lr = float(options.get("lr", 1e-3))
-    iterations = int(options.get("iterations", 300))
-    batch_size = int(options.get("batch_size", 4096))
-    if tau <= 0 or balance < 0 or lr <= 0 or iterations < 0 or batch_size < 1:
-        raise SelectionError(
-            "activeft needs tau > 0, balance >= 0, lr > 0, iterations >= 0, batch_size >= 1"
-        )
+    chunk = run.chunk
+    tau, balance, lr = params.tau, params.balance, params.lr
+    iterations, batch_size = params.iterations, params.batch_size
     rng = np.random.default_rng([int(seed), 0x4143544654])
     start = rng.choice(np.flatnonzero(pool.pickable), size=budget, replace=False)
     fit = fit_centroids(
@@ -213,25 +214,17 @@ def activeft(
         iterations=iterations,
         batch_size=batch_size,
         chunk=chunk,
-        quiet=quiet(options),
+        progress=run.progress,
     )
     if iterations:
         log.info("activeft: loss %.4f -> %.4f", fit.losses[0], fit.losses[-1])
     rows = nearest_unused(pool.x, pool.pickable, fit.centroids, np.arange(budget), chunk=chunk)
-    params = {
-        "distance": "cosine",
-        "tau": tau,
-        "balance": balance,
-        "lr": lr,
-        "iterations": iterations,
-        "batch_size": batch_size,
-    }
     return Ranking(
         pool.index[rows],
         np.full(budget, np.nan, np.float32),
         "activeft",
         seed,
-        params,
+        {"distance": "cosine", **params.as_dict()},
         nested=False,
         why_not_nested="as many centroids as the budget are fitted together, so every budget is "
         "solved afresh",

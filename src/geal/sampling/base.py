@@ -1,19 +1,33 @@
-"""The ranking type and the sampler registry.
+"""The ranking type, run settings, typed sampler parameters and the sampler registry.
 
-A sampler is a plain function ``(bank, budget, *, seed, labeled, distance, **options)
--> Ranking`` registered under a name. A ranking lists pool indices in the order the
-sampler picked them; the selection for any budget n is its first n entries.
+A sampler is a plain function ``(bank, budget, *, seed, labeled, distance, params, run)
+-> Ranking`` registered under a name with the frozen dataclass of its hyperparameters.
+Two kinds of settings never travel together:
+
+- :class:`RunSettings` says how a selection runs (device, memory chunk, pruning,
+  progress, resumable journal). None of them changes a ranking.
+- a sampler's :class:`SamplerParams` subclass holds its hyperparameters, validated once
+  when built; an unknown name is an error, never silently ignored (the way
+  scikit-activeml's strategies and timm's ``create_model`` treat their arguments).
+
+A ranking lists pool indices in the order the sampler picked them; the selection for
+any budget n is its first n entries when the sampler nests budgets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from geal.coverage import DEFAULT_CHUNK, DISTANCES, PRUNE_CHOICES
 from geal.errors import SelectionError
+from geal.internal.registry import Registry
+from geal.internal.validation import check_choice, check_scalar
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -34,6 +48,7 @@ class Ranking:
         nested: True when every budget's selection is a prefix of a larger one's
             (greedy samplers); False for samplers that solve each budget afresh, in
             which case ``order`` is only valid for ``len(order)``.
+        why_not_nested: for a sampler that does not nest, the reason, in one sentence.
     """
 
     order: np.ndarray
@@ -66,7 +81,89 @@ class Ranking:
         return self.order[:budget].copy()
 
 
-class Sampler(Protocol):
+@dataclass(frozen=True)
+class RunSettings:
+    """How a selection runs; none of these settings changes the ranking.
+
+    Attributes:
+        device: where distance updates run: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
+            (used by ``prob``, ``fds`` and ``kcenter``; the others run on the CPU).
+        chunk: rows per block of a distance product, which bounds the memory of every
+            sampler's temporaries (at most ``chunk`` x ``chunk`` floats).
+        prune: exact pruned coverage updates for ``prob``/``fds``: ``auto``, ``on`` or
+            ``off`` (see :func:`geal.coverage.make_coverage`).
+        progress: progress display: None (a bar on a terminal, periodic log lines
+            elsewhere), True (always a bar) or False (nothing).
+        journal: file the sequential samplers append their picks to, so an interrupted
+            selection resumes; None keeps no journal.
+        journal_key: fields identifying the selection in the journal's header (e.g. the
+            bank's hash), so a journal of another selection is never replayed.
+    """
+
+    device: str = "cpu"
+    chunk: int = DEFAULT_CHUNK
+    prune: str = "auto"
+    progress: bool | None = None
+    journal: Path | None = None
+    journal_key: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        from geal.internal.device import resolve_device
+
+        resolve_device(self.device)  # an unknown or absent device: one line, now
+        check_scalar(self.chunk, "--chunk", int, min_val=1, error=SelectionError)
+        check_choice(self.prune, "--prune", PRUNE_CHOICES, error=SelectionError)
+
+
+@dataclass(frozen=True)
+class SamplerParams:
+    """Hyperparameters of one sampler: subclasses are frozen dataclasses that check their
+    values in ``__post_init__``. This base has none (``random``, ``fds``, ``prob``...)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+P = TypeVar("P", bound=SamplerParams)
+
+
+class SamplerFn(Protocol[P]):  # type: ignore[misc]
+    def __call__(
+        self,
+        bank: PatternBank,
+        budget: int,
+        *,
+        seed: int,
+        labeled: Sequence[int] | None,
+        distance: str,
+        params: P,
+        run: RunSettings,
+    ) -> Ranking: ...
+
+
+@dataclass(frozen=True)
+class Sampler(Generic[P]):
+    """A registered sampler: its function and the dataclass of its hyperparameters.
+
+    Calling it (``SAMPLERS["strata"](bank, 20, seed=0, pick="centre")``) validates the
+    hyperparameters given as keywords, then runs the function.
+    """
+
+    name: str
+    fn: Callable[..., Ranking]
+    params_type: type[P]
+
+    def params(self, **values: Any) -> P:
+        """The validated hyperparameters; an unknown name is a :class:`SelectionError`."""
+        known = [f.name for f in dataclasses.fields(self.params_type)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            legal = ", ".join(known) if known else "none"
+            raise SelectionError(
+                f"strategy {self.name!r} has no option {unknown[0]!r} (its options: {legal})"
+            )
+        return self.params_type(**values)
+
     def __call__(
         self,
         bank: PatternBank,
@@ -75,20 +172,33 @@ class Sampler(Protocol):
         seed: int = 0,
         labeled: Sequence[int] | None = None,
         distance: str = "cosine",
-        **options: Any,
-    ) -> Ranking: ...
+        run: RunSettings | None = None,
+        **params: Any,
+    ) -> Ranking:
+        check_choice(distance, "--distance", DISTANCES, error=SelectionError)
+        check_scalar(seed, "--seed", int, min_val=0, error=SelectionError)
+        return self.fn(
+            bank,
+            budget,
+            seed=int(seed),
+            labeled=labeled,
+            distance=distance,
+            params=self.params(**params),
+            run=run or RunSettings(),
+        )
 
 
-SAMPLERS: dict[str, Sampler] = {}
+SAMPLERS: Registry[Sampler[Any]] = Registry("strategy", error=SelectionError)
 
 
-def register_sampler(name: str) -> Callable[[Sampler], Sampler]:
-    """Decorator adding a sampler function to :data:`SAMPLERS` under ``name``."""
+def register_sampler(
+    name: str, params: type[SamplerParams] = SamplerParams
+) -> Callable[[Callable[..., Ranking]], Callable[..., Ranking]]:
+    """Decorator adding a sampler function to :data:`SAMPLERS` under ``name``, with the
+    dataclass of its hyperparameters."""
 
-    def wrap(fn: Sampler) -> Sampler:
-        if name in SAMPLERS:
-            raise ValueError(f"sampler {name!r} registered twice")
-        SAMPLERS[name] = fn
+    def wrap(fn: Callable[..., Ranking]) -> Callable[..., Ranking]:
+        SAMPLERS.register(name, Sampler(name, fn, params))
         return fn
 
     return wrap

@@ -16,15 +16,12 @@ on the same exact coverage engine (identical rankings across devices and chunk s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geal.sampling._coverage import Coverage, CoverageState
-from geal.sampling._global import DEFAULT_CHUNK
-from geal.sampling._loop import greedy
-from geal.sampling.base import Ranking, register_sampler
+from geal.coverage import DEFAULT_CHUNK, Coverage, CoverageState, greedy
+from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -44,38 +41,32 @@ def kcenter(
     bank: PatternBank,
     budget: int,
     *,
-    seed: int = 0,
-    labeled: Sequence[int] | None = None,
-    distance: str = "cosine",
-    **options: Any,
+    seed: int,
+    labeled: Sequence[int] | None,
+    distance: str,
+    params: SamplerParams,
+    run: RunSettings,
 ) -> Ranking:
     """Greedy k-center (Core-Set) on the global features; nested, radius tracked.
 
-    Options:
-        device: ``cpu`` (default), ``cuda`` or ``auto``.
-        chunk: rows per product when the labeled images are added (default 4096).
-        journal, journal_key, progress: as for ``fds``.
+    No hyperparameters; runs on ``run.device`` with the exact coverage engine.
     """
-    cov = global_coverage(
-        bank,
-        distance=distance,
-        device=options.get("device", "cpu"),
-        chunk=int(options.get("chunk", DEFAULT_CHUNK)),
-    )
+    cov = global_coverage(bank, distance=distance, device=run.device, chunk=run.chunk)
 
     def step(c: CoverageState, t: int, rng: np.random.Generator) -> int:
         return c.farthest()
 
-    journal = options.get("journal")
-    return greedy(
+    ranked = {"distance": distance}
+    picks = greedy(
         cov,
         budget,
         step,
         strategy="kcenter",
         seed=seed,
         labeled=labeled,
-        params={"distance": distance},
-        journal=Path(journal) if journal else None,
-        journal_key=options.get("journal_key"),
-        progress=options.get("progress"),
+        params=ranked,
+        journal=run.journal,
+        journal_key=dict(run.journal_key or {}),
+        progress=run.progress,
     )
+    return Ranking(picks.order, picks.radius, "kcenter", seed, ranked)

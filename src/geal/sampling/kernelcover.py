@@ -40,31 +40,30 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from geal.coverage import DEFAULT_CHUNK, Coverage, CoverageState, greedy
+from geal.coverage.kernels import kernel_gains
 from geal.errors import SelectionError
-from geal.sampling._coverage import Coverage, CoverageState
-from geal.sampling._kernels import kernel_gains
-from geal.sampling._loop import greedy
-from geal.sampling.base import Ranking, register_sampler
+from geal.internal.validation import check_scalar
+from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 4096  # images per block of the full gain pass
 _REFRESH = 16  # stale candidates re-evaluated together in a lazy step
 
 
 class KernelCover:
     """Lazy-greedy kernel facility location over images, sampled clients, shrinking scale.
 
-    Used as the step function of :func:`geal.sampling._loop.greedy`; it follows the
+    Used as the step function of :func:`geal.coverage.greedy`; it follows the
     picks (labeled ones included) through the coverage state it is called with.
     """
 
@@ -150,11 +149,17 @@ class KernelCover:
             # new scale costs one kernel evaluation per (image, client)
             every = np.arange(self.cov.n)
             self._cache = np.concatenate(
-                [self._dots(every[a : a + _CHUNK]) for a in range(0, every.size, _CHUNK)]
+                [
+                    self._dots(every[a : a + DEFAULT_CHUNK])
+                    for a in range(0, every.size, DEFAULT_CHUNK)
+                ]
             )
         gains = (
             np.concatenate(
-                [self._gains(ok[a : a + _CHUNK], cover) for a in range(0, ok.size, _CHUNK)]
+                [
+                    self._gains(ok[a : a + DEFAULT_CHUNK], cover)
+                    for a in range(0, ok.size, DEFAULT_CHUNK)
+                ]
             )
             if ok.size
             else np.zeros(0)
@@ -191,46 +196,56 @@ class KernelCover:
         raise SelectionError("every image with patterns is already picked")
 
 
-@register_sampler("kernelcover")
+@dataclass(frozen=True)
+class KernelCoverParams(SamplerParams):
+    """Hyperparameters of ``kernelcover``.
+
+    Attributes:
+        sample: client patterns the gains are summed over (>= 1).
+        cache_mb: keep the images x sample dot products in memory when they fit in this
+            many MiB (>= 0); each new scale then costs no matrix product.
+    """
+
+    sample: int = 4000
+    cache_mb: float = 1024
+
+    def __post_init__(self) -> None:
+        check_scalar(self.sample, "sample", int, min_val=1, error=SelectionError)
+        check_scalar(self.cache_mb, "cache_mb", float, min_val=0, error=SelectionError)
+
+
+@register_sampler("kernelcover", KernelCoverParams)
 def kernelcover(
     bank: PatternBank,
     budget: int,
     *,
-    seed: int = 0,
-    labeled: Sequence[int] | None = None,
-    distance: str = "cosine",
-    **options: Any,
+    seed: int,
+    labeled: Sequence[int] | None,
+    distance: str,
+    params: KernelCoverParams,
+    run: RunSettings,
 ) -> Ranking:
     """Kernel coverage of the knowledge clusters with a shrinking scale (see module doc).
 
-    Options: ``sample`` (client patterns the gains are summed over, default 4000),
-    ``cache_mb`` (keep the images x sample dot products in memory when they fit in this
-    many MiB, default 1024: each new scale then costs no matrix product), ``chunk``,
-    ``journal``, ``journal_key``, ``progress``. Cosine distance only (the kernel lives
-    on the sphere); runs on the CPU.
+    Cosine distance only (the kernel lives on the sphere); runs on the CPU.
     """
     if distance != "cosine":
         raise SelectionError(
             "kernelcover uses the cosine distance (its kernel lives on the sphere)"
         )
-    sample = int(options.get("sample", 4000))
-    cov = Coverage(
-        bank.pattern_blocks(),
-        bank.counts,
-        chunk=int(options.get("chunk", 65536)),
-        release=bank.release_block,
-    )
-    journal = options.get("journal")
-    return greedy(
+    cov = Coverage(bank.pattern_blocks(), bank.counts, chunk=run.chunk, release=bank.release_block)
+    ranked = {"distance": distance, "sample": params.sample}
+    picks = greedy(
         cov,
         budget,
-        KernelCover(cov, sample, seed, float(options.get("cache_mb", 1024))),
+        KernelCover(cov, params.sample, seed, float(params.cache_mb)),
         strategy="kernelcover",
         seed=seed,
         labeled=labeled,
-        params={"distance": distance, "sample": sample},
-        journal=Path(journal) if journal else None,
-        journal_key=options.get("journal_key"),
-        progress=options.get("progress"),
+        params=ranked,
+        journal=run.journal,
+        journal_key=dict(run.journal_key or {}),
+        progress=run.progress,
         first_random=False,
     )
+    return Ranking(picks.order, picks.radius, "kernelcover", seed, ranked)

@@ -17,19 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geal.sampling._global import (
-    chunk_option,
-    global_pool,
-    kmeans,
-    kmeans_options,
-    nearest_unused,
-    quiet,
-)
-from geal.sampling.base import Ranking, register_sampler
+from geal.kmeans import kmeans
+from geal.sampling.base import Ranking, RunSettings, register_sampler
+from geal.sampling.features import KMeansSettings, global_pool, nearest_unused
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -37,29 +31,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@register_sampler("kmeans")
+@register_sampler("kmeans", KMeansSettings)
 def kmeans_sampler(
     bank: PatternBank,
     budget: int,
     *,
-    seed: int = 0,
-    labeled: Sequence[int] | None = None,
-    distance: str = "cosine",
-    **options: Any,
+    seed: int,
+    labeled: Sequence[int] | None,
+    distance: str,
+    params: KMeansSettings,
+    run: RunSettings,
 ) -> Ranking:
-    """Nearest readable, unlabeled image to each of ``budget`` k-means centres.
-
-    Options:
-        n_init: k-means runs, the one of lowest inertia kept (default 1).
-        max_iter: Lloyd iterations at most (default 100).
-        tol: relative centre-shift tolerance (default 1e-4).
-        init_size: rows the k-means++ seeding sees (default max(3 * budget, 10000)).
-        chunk: rows per block of the distance products (default 4096).
-        progress: show a progress bar (default: only on a terminal).
-    """
+    """Nearest readable, unlabeled image to each of ``budget`` k-means centres
+    (hyperparameters: :class:`~geal.sampling.features.KMeansSettings`)."""
     pool = global_pool(bank, budget, labeled, distance)
-    chunk = chunk_option(options)
-    kmo = kmeans_options(options)
+    chunk = run.chunk
+    kmo = params.kmeans_kwargs()
     rng = np.random.default_rng([int(seed), 0x4B4D45414E53])
     fixed = pool.x[pool.labeled]
     km = kmeans(
@@ -69,20 +56,19 @@ def kmeans_sampler(
         fixed=fixed,
         **kmo,
         chunk=chunk,
-        quiet=quiet(options),
+        progress=run.progress,
     )
     nf = fixed.shape[0]
     sizes = np.bincount(km.labels, minlength=km.centres.shape[0])[nf:]
     order = np.argsort(-sizes, kind="stable") + nf  # largest free cluster first
     rows = nearest_unused(pool.x, pool.pickable, km.centres, order, chunk=chunk)
     log.info("kmeans: %d clusters in %d iterations", budget, km.n_iter)
-    params = {"distance": distance, **kmo}
     return Ranking(
         pool.index[rows],
         np.full(budget, np.nan, np.float32),
         "kmeans",
         seed,
-        params,
+        {"distance": distance, **kmo},
         nested=False,
         why_not_nested="k-means is fit with as many centres as the budget, so every budget is "
         "solved afresh",

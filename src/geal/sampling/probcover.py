@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from geal.coverage import step_rng
 from geal.errors import SelectionError
-from geal.sampling._global import chunk_option, global_pool, kmeans, quiet, sq_norms
-from geal.sampling._loop import step_rng
-from geal.sampling.base import Ranking, register_sampler
+from geal.internal.validation import check_scalar
+from geal.kmeans import kmeans, sq_norms
+from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.features import global_pool
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -108,11 +111,11 @@ def choose_delta(
     deltas: np.ndarray,
     rng: np.random.Generator,
     chunk: int,
-    quiet: bool | None = None,
+    progress: bool | None = None,
 ) -> tuple[float, float]:
     """The largest candidate delta with ball purity >= alpha, and its purity."""
     k = max(1, min(n_clusters, x.shape[0]))
-    pseudo = kmeans(x, k, rng, chunk=chunk, quiet=quiet).labels
+    pseudo = kmeans(x, k, rng, chunk=chunk, progress=progress).labels
     purity = ball_purity(purity_margins(x, pseudo, metric, chunk=chunk), deltas)
     ok = np.flatnonzero(purity >= alpha)
     if ok.size == 0:
@@ -173,62 +176,87 @@ def _neighbours(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np
     return indices[np.repeat(starts - first, lens) + np.arange(total)]
 
 
-@register_sampler("probcover")
+@dataclass(frozen=True)
+class ProbCoverParams(SamplerParams):
+    """Hyperparameters of ``probcover``.
+
+    Attributes:
+        delta: ball radius (> 0); None chooses it by ball purity.
+        alpha: purity the chosen delta must reach, in (0, 1].
+        n_clusters: pseudo-label clusters for the purity (>= 1; the classes expected).
+        deltas: candidate deltas (each > 0); None: 200 even steps up to the largest
+            distance, i.e. 0.01 apart for cosine.
+        max_edges: refuse a graph with more edges than this (>= 1).
+    """
+
+    delta: float | None = None
+    alpha: float = 0.95
+    n_clusters: int = 10
+    deltas: tuple[float, ...] | None = None
+    max_edges: int = 25_000_000
+
+    def __post_init__(self) -> None:
+        if self.delta is not None:
+            check_scalar(
+                self.delta, "delta", float, min_val=0, min_inclusive=False, error=SelectionError
+            )
+        check_scalar(
+            self.alpha,
+            "alpha",
+            float,
+            min_val=0,
+            max_val=1,
+            min_inclusive=False,
+            error=SelectionError,
+        )
+        check_scalar(self.n_clusters, "n_clusters", int, min_val=1, error=SelectionError)
+        check_scalar(self.max_edges, "max_edges", int, min_val=1, error=SelectionError)
+        if self.deltas is not None:
+            object.__setattr__(self, "deltas", tuple(float(d) for d in self.deltas))
+            if not self.deltas or min(self.deltas) <= 0:
+                raise SelectionError("probcover: candidate deltas must be positive")
+
+
+@register_sampler("probcover", ProbCoverParams)
 def probcover(
     bank: PatternBank,
     budget: int,
     *,
-    seed: int = 0,
-    labeled: Sequence[int] | None = None,
-    distance: str = "cosine",
-    **options: Any,
+    seed: int,
+    labeled: Sequence[int] | None,
+    distance: str,
+    params: ProbCoverParams,
+    run: RunSettings,
 ) -> Ranking:
-    """ProbCover on the global features (nested).
-
-    Options:
-        delta: ball radius; when absent it is chosen by ball purity.
-        alpha: purity the chosen delta must reach (default 0.95).
-        n_clusters: pseudo-label clusters for the purity (default 10).
-        deltas: candidate deltas (default: 200 even steps up to the largest distance,
-            i.e. 0.01 apart for cosine).
-        max_edges: refuse a graph with more edges than this (default 25,000,000).
-        chunk: rows per block of the distance products (default 4096).
-        progress: show progress bars (default: only on a terminal).
-    """
+    """ProbCover on the global features (nested)."""
     pool = global_pool(bank, budget, labeled, distance)
-    chunk = chunk_option(options)
-    max_edges = int(options.get("max_edges", 25_000_000))
-    params: dict[str, Any] = {"distance": distance}
-    delta = options.get("delta")
+    chunk = run.chunk
+    ranked: dict[str, Any] = {"distance": distance}
+    delta = params.delta
     if delta is None:
-        alpha = float(options.get("alpha", 0.95))
-        n_clusters = int(options.get("n_clusters", 10))
-        grid = options.get("deltas")
         deltas = (
             default_deltas(pool.x, pool.metric)
-            if grid is None
-            else np.asarray(list(grid), dtype=np.float64)
+            if params.deltas is None
+            else np.asarray(params.deltas, dtype=np.float64)
         )
-        if deltas.size == 0 or not (deltas > 0).all():
-            raise SelectionError("probcover: candidate deltas must be positive")
         rng = np.random.default_rng([int(seed), 0x50524F42])
         delta, purity = choose_delta(
             pool.x,
             pool.metric,
-            n_clusters=n_clusters,
-            alpha=alpha,
+            n_clusters=params.n_clusters,
+            alpha=params.alpha,
             deltas=deltas,
             rng=rng,
             chunk=chunk,
-            quiet=quiet(options),
+            progress=run.progress,
         )
         log.info("probcover: delta %.4g has ball purity %.3f", delta, purity)
-        params.update(alpha=alpha, n_clusters=n_clusters, purity=purity)
+        ranked.update(alpha=params.alpha, n_clusters=params.n_clusters, purity=purity)
     delta = float(delta)
-    if not delta > 0:
-        raise SelectionError(f"probcover: delta must be positive, got {delta}")
-    params["delta"] = delta
-    indptr, indices = ball_graph(pool.x, delta, pool.metric, chunk=chunk, max_edges=max_edges)
+    ranked["delta"] = delta
+    indptr, indices = ball_graph(
+        pool.x, delta, pool.metric, chunk=chunk, max_edges=params.max_edges
+    )
     log.info("probcover: %d edges, mean ball size %.1f", indices.size, indices.size / pool.n)
 
     gain = np.diff(indptr)  # uncovered images in each ball
@@ -261,5 +289,5 @@ def probcover(
         log.info("probcover: every ball covered after %d picks; the rest are random", random_from)
     log.info("probcover: %.1f%% of the pool covered", 100.0 * covered.mean())
     return Ranking(
-        pool.index[order], np.full(budget, np.nan, np.float32), "probcover", seed, params
+        pool.index[order], np.full(budget, np.nan, np.float32), "probcover", seed, ranked
     )

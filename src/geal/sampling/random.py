@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geal.sampling._loop import check_budget
-from geal.sampling.base import Ranking, register_sampler
+from geal.coverage import check_budget
+from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -19,10 +19,11 @@ def random(
     bank: PatternBank,
     budget: int,
     *,
-    seed: int = 0,
-    labeled: Sequence[int] | None = None,
-    distance: str = "cosine",
-    **options: Any,
+    seed: int,
+    labeled: Sequence[int] | None,
+    distance: str,
+    params: SamplerParams,
+    run: RunSettings,
 ) -> Ranking:
     """A seeded random permutation of the readable, unlabeled images (nested budgets)."""
     ok = bank.valid.copy()

@@ -80,21 +80,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from geal.coverage import to_grid
 from geal.errors import SelectionError
-from geal.sampling._global import add_rows, chunk_option, global_pool
-from geal.sampling._kernels import GRID
-from geal.sampling.base import Ranking, register_sampler
+from geal.internal.validation import check_choice, check_scalar
+from geal.kmeans.spherical import BLOCK, grid_lloyd, grid_two_means
+from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.features import global_pool
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
 
 log = logging.getLogger(__name__)
 
-BLOCK = 1 << 22  # similarities held at a time (16 MB of float32)
 PICKS = ("auto", "centre", "margin")
 CENTRE_BELOW = 3.0  # labels per effective dimension up to which picks are central
 MARGIN_WEIGHT = 0.5  # weight of the nearest other centre in a margin pick
@@ -102,49 +104,6 @@ WHY_NOT_NESTED = (
     "the pool is cut into as many equal-mass cells as the budget, so a larger budget "
     "cuts different cells; every budget is selected afresh"
 )
-
-
-def to_grid(x: np.ndarray, rows: int = 65536) -> np.ndarray:
-    """Rows scaled to unit length and rounded to multiples of 2^-11 (float32; zero rows
-    stay zero), ``rows`` at a time. Products of two such rows are exact in float32."""
-    x = np.asarray(x)
-    out = np.empty(x.shape, dtype=np.float32)
-    for a in range(0, x.shape[0], rows):
-        x64 = np.asarray(x[a : a + rows], dtype=np.float64)
-        norms = np.sqrt((x64 * x64).sum(1))
-        safe = np.where(norms > 0, norms, 1.0)
-        out[a : a + rows] = np.rint(x64 / safe[:, None] * GRID) / GRID
-    return out
-
-
-def assign(
-    x: np.ndarray, centres: np.ndarray, chunk: int, sums: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Most similar centre of every row (lowest index on ties), int64 ``[n]``, and that
-    similarity, float32 ``[n]``.
-
-    With ``sums`` (float64 ``[k, D]``, zeroed), every row is also added to its centre's
-    sum. Rows and centres are on the grid, so the similarities are exact and the
-    result does not depend on ``chunk``.
-    """
-    n, k = x.shape[0], centres.shape[0]
-    chunk = max(1, min(chunk, BLOCK // max(k, 1)))  # a block holds at most BLOCK products
-    labels = np.empty(n, dtype=np.int64)
-    best = np.full(n, -np.inf, dtype=np.float32)
-    for a in range(0, n, chunk):
-        b = min(a + chunk, n)
-        lab, top = labels[a:b], best[a:b]  # views, filled in place
-        lab[:] = 0
-        for ca in range(0, k, BLOCK):
-            s = x[a:b] @ centres[ca : ca + BLOCK].T
-            j = s.argmax(1)
-            v = s[np.arange(b - a), j]
-            better = v > top  # strictly: an earlier block keeps its tie
-            lab[better] = j[better] + ca
-            top[better] = v[better]
-        if sums is not None:
-            add_rows(sums, lab, x[a:b].astype(np.float64))
-    return labels, best
 
 
 def runner_up(x: np.ndarray, centres: np.ndarray, labels: np.ndarray, chunk: int) -> np.ndarray:
@@ -197,37 +156,6 @@ def effective_dimension(x: np.ndarray, rows: int = 65536) -> float:
     return trace * trace / square if square > 0 else 0.0
 
 
-def split(x: np.ndarray, rng: np.random.Generator, iterations: int) -> np.ndarray:
-    """Spherical 2-means of the rows ``x``: a boolean mask of one side, both sides
-    non-empty (``x`` holds at least 2 rows)."""
-    n = x.shape[0]
-    first = x[int(rng.integers(n))]
-    far = np.maximum(1.0 - (x @ first).astype(np.float64), 0.0) ** 2
-    total = float(far.sum())
-    if total > 0:
-        cum = np.cumsum(far)
-        j = int(np.searchsorted(cum, rng.random() * total, side="right"))
-        second = x[min(j, n - 1)]
-        centres = np.stack([first, second])
-        side = np.zeros(n, dtype=bool)
-        for _ in range(iterations):
-            s = x @ centres.T
-            new = s[:, 1] > s[:, 0]
-            if not new.any() or new.all():
-                break
-            if np.array_equal(new, side):
-                break
-            side = new
-            sums = np.stack([x[~side].sum(0, dtype=np.float64), x[side].sum(0, dtype=np.float64)])
-            centres = to_grid(sums)  # mean directions
-        if side.any() and not side.all():
-            return side
-    # identical rows (or a degenerate split): halve in row order
-    side = np.zeros(n, dtype=bool)
-    side[n // 2 :] = True
-    return side
-
-
 def share(b: int, n: tuple[int, int], lab: tuple[int, int], free: tuple[int, int]) -> int:
     """Picks of the first child out of a node's ``b``: proportional to what each child
     is owed (its share of ``b`` plus the node's labeled images, less its own labeled
@@ -260,7 +188,7 @@ def cut(
         if free == b:  # every unlabeled image is a cell of its own
             cells.extend(r[None] for r in rows[~is_lab[rows]])
             continue
-        side = split(x[rows], rng, split_iter)
+        side = grid_two_means(x[rows], rng, split_iter)
         kids = (rows[~side], rows[side])
         lk = (int(is_lab[kids[0]].sum()), int(is_lab[kids[1]].sum()))
         fk = (kids[0].size - lk[0], kids[1].size - lk[1])
@@ -294,19 +222,7 @@ def fit_cells(
         labels[rows] = nf + j
     labels[np.flatnonzero(is_lab)] = np.arange(nf)  # a labeled image is its own centre's
     centres = np.concatenate([fixed, to_grid(sums)])  # the cells' mean directions
-    steps = 0
-    for steps in range(1, refine + 1):  # noqa: B007 - returned
-        sums = np.zeros(centres.shape, dtype=np.float64)
-        new, sim = assign(x, centres, chunk, sums)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-        moved = to_grid(sums[nf:])
-        keep = ~np.any(sums[nf:] != 0, axis=1)  # an emptied cell keeps its centre
-        moved[keep] = centres[nf:][keep]
-        centres[nf:] = moved
-    else:  # not converged (or no step): the cells of the last centres
-        labels, sim = assign(x, centres, chunk)
+    labels, sim, centres, steps = grid_lloyd(x, centres, labels, nf, refine, chunk)
     # exact float32 similarities, so their float64 sum is exact in any order
     fit = float(sim.sum(dtype=np.float64))
     return fit, labels, centres, steps
@@ -335,53 +251,66 @@ def tightest_cells(
     return best[1], best[2], best[3]
 
 
-@register_sampler("strata")
+@dataclass(frozen=True)
+class StrataParams(SamplerParams):
+    """Hyperparameters of ``strata``.
+
+    Attributes:
+        pick: ``centre`` (the image most similar to its cell's centre c), ``margin``
+            (the image x maximising sim(x, c) - w sim(x, c'), c' the nearest other
+            centre) or ``auto`` (``centre`` while the labels, budget plus labeled
+            images, are at most ``centre_below`` times the pool's effective dimension,
+            ``margin`` beyond).
+        centre_below: labels per effective dimension up to which ``auto`` picks
+            centres (>= 0).
+        margin_weight: w of ``margin`` picks, in [0, 1] (0 is ``centre``).
+        refine: Lloyd steps over all cells after the bisection (>= 0; with 0, every
+            image only joins the cell of the nearest bisection centre).
+        split_iter: Lloyd steps of each 2-means split (>= 1).
+        n_init: cuts made (each with its own draws), the tightest kept (>= 1).
+    """
+
+    pick: str = "auto"
+    centre_below: float = CENTRE_BELOW
+    margin_weight: float = MARGIN_WEIGHT
+    refine: int = 100
+    split_iter: int = 20
+    n_init: int = 3
+
+    def __post_init__(self) -> None:
+        check_choice(self.pick, "strata: pick", PICKS, error=SelectionError)
+        check_scalar(self.centre_below, "centre_below", float, min_val=0, error=SelectionError)
+        check_scalar(
+            self.margin_weight, "margin_weight", float, min_val=0, max_val=1, error=SelectionError
+        )
+        check_scalar(self.refine, "refine", int, min_val=0, error=SelectionError)
+        check_scalar(self.split_iter, "split_iter", int, min_val=1, error=SelectionError)
+        check_scalar(self.n_init, "n_init", int, min_val=1, error=SelectionError)
+
+
+@register_sampler("strata", StrataParams)
 def strata(
     bank: PatternBank,
     budget: int,
     *,
-    seed: int = 0,
-    labeled: Sequence[int] | None = None,
-    distance: str = "cosine",
-    **options: Any,
+    seed: int,
+    labeled: Sequence[int] | None,
+    distance: str,
+    params: StrataParams,
+    run: RunSettings,
 ) -> Ranking:
     """One image of each of ``budget`` equal-mass cells (not nested): the image nearest
     the cell's centre at small budgets, one that also keeps clear of the neighbouring
-    cells at larger ones.
-
-    Options:
-        pick: ``centre`` (the image most similar to its cell's centre c), ``margin``
-            (the image x maximising sim(x, c) - w sim(x, c'), c' the nearest other
-            centre) or ``auto`` (default: ``centre`` while the labels, budget plus
-            labeled images, are at most ``centre_below`` times the pool's effective
-            dimension, ``margin`` beyond).
-        centre_below: labels per effective dimension up to which ``auto`` picks
-            centres (default 3).
-        margin_weight: w of ``margin`` picks, in [0, 1] (default 1/2; 0 is ``centre``).
-        refine: Lloyd steps over all cells after the bisection (default 100; with 0,
-            every image only joins the cell of the nearest bisection centre).
-        split_iter: Lloyd steps of each 2-means split (default 20).
-        n_init: cuts made (each with its own draws), the tightest kept (default 3).
-        chunk: rows per block of the products (default 4096).
-    """
+    cells at larger ones (hyperparameters: :class:`StrataParams`)."""
     pool = global_pool(bank, budget, labeled, distance, normalise=True)
     if distance != "cosine":
         log.info("strata: cells are cut on the unit sphere; using cosine similarity")
-    if str(options.get("device") or "cpu") not in ("cpu", "auto"):
+    if run.device not in ("cpu", "auto"):
         log.info("strata: selects on the CPU; --device speeds up prob, fds and kcenter")
-    chunk = chunk_option(options)
-    refine = int(options.get("refine", 100))
-    split_iter = int(options.get("split_iter", 20))
-    n_init = int(options.get("n_init", 3))
-    if refine < 0 or split_iter < 1 or n_init < 1:
-        raise SelectionError("strata needs refine >= 0, split_iter >= 1 and n_init >= 1")
-    pick_rule = str(options.get("pick", "auto"))
-    if pick_rule not in PICKS:
-        raise SelectionError(f"strata: unknown pick {pick_rule!r}; use {', '.join(PICKS)}")
-    centre_below = float(options.get("centre_below", CENTRE_BELOW))
-    weight = float(options.get("margin_weight", MARGIN_WEIGHT))
-    if not (centre_below >= 0 and 0 <= weight <= 1):
-        raise SelectionError("strata needs centre_below >= 0 and 0 <= margin_weight <= 1")
+    chunk = run.chunk
+    refine, split_iter, n_init = params.refine, params.split_iter, params.n_init
+    pick_rule = params.pick
+    centre_below, weight = params.centre_below, params.margin_weight
     x = to_grid(pool.x)
     is_lab = pool.labeled
     nf = int(is_lab.sum())
@@ -413,10 +342,10 @@ def strata(
         picks[t] = pick
         used[pick] = True
     log.info("strata: %d cells, %d refinement steps, %s picks", k, steps, pick_rule)
-    params = {
+    ranked = {
         "distance": "cosine",
         "pick": pick_rule,
-        "pick_option": str(options.get("pick", "auto")),
+        "pick_option": params.pick,
         "centre_below": centre_below,
         "margin_weight": weight,
         "effective_dimension": None if d_eff is None else round(d_eff, 3),
@@ -429,7 +358,7 @@ def strata(
         np.full(k, np.nan, np.float32),
         "strata",
         seed,
-        params,
+        ranked,
         nested=False,
         why_not_nested=WHY_NOT_NESTED,
     )

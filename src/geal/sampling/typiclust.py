@@ -25,20 +25,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geal.errors import SelectionError
-from geal.sampling._global import (
-    chunk_option,
-    global_pool,
-    kmeans,
-    kmeans_options,
-    knn_mean_dist,
-    quiet,
-)
-from geal.sampling.base import Ranking, register_sampler
+from geal.internal.validation import check_scalar
+from geal.kmeans import kmeans
+from geal.sampling.base import Ranking, RunSettings, register_sampler
+from geal.sampling.features import KMeansSettings, global_pool, knn_mean_dist
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -51,39 +47,49 @@ def typicality(x: np.ndarray, k: int, metric: str, *, chunk: int) -> np.ndarray:
     return 1.0 / (knn_mean_dist(x, k, metric, chunk=chunk) + 1e-5)
 
 
-@register_sampler("typiclust")
+@dataclass(frozen=True)
+class TypiClustParams(KMeansSettings):
+    """Hyperparameters of ``typiclust`` (and its k-means, see ``KMeansSettings``).
+
+    Attributes:
+        max_clusters: cap on the cluster count (>= 1; the paper's 500).
+        min_cluster_size: clusters of at most this many images are skipped (>= 0).
+        knn: neighbours in the typicality (>= 1).
+    """
+
+    max_clusters: int = 500
+    min_cluster_size: int = 5
+    knn: int = 20
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_scalar(self.max_clusters, "max_clusters", int, min_val=1, error=SelectionError)
+        check_scalar(
+            self.min_cluster_size, "min_cluster_size", int, min_val=0, error=SelectionError
+        )
+        check_scalar(self.knn, "knn", int, min_val=1, error=SelectionError)
+
+
+@register_sampler("typiclust", TypiClustParams)
 def typiclust(
     bank: PatternBank,
     budget: int,
     *,
-    seed: int = 0,
-    labeled: Sequence[int] | None = None,
-    distance: str = "cosine",
-    **options: Any,
+    seed: int,
+    labeled: Sequence[int] | None,
+    distance: str,
+    params: TypiClustParams,
+    run: RunSettings,
 ) -> Ranking:
-    """TypiClust selection on the global features (not nested).
-
-    Options:
-        max_clusters: cap on the cluster count (default 500, the paper's).
-        min_cluster_size: clusters of at most this many images are skipped (default 5).
-        knn: neighbours in the typicality (default 20).
-        n_init, max_iter, tol, init_size: k-means settings (defaults 1, 100, 1e-4,
-            max(3 * clusters, 10000); see ``kmeans``).
-        chunk: rows per block of the distance products (default 4096).
-        progress: show progress bars (default: only on a terminal).
-    """
+    """TypiClust selection on the global features (not nested)."""
     pool = global_pool(bank, budget, labeled, distance)
-    chunk = chunk_option(options)
-    max_clusters = int(options.get("max_clusters", 500))
-    min_size = int(options.get("min_cluster_size", 5))
-    knn = int(options.get("knn", 20))
-    kmo = kmeans_options(options)
-    if max_clusters < 1 or knn < 1:
-        raise SelectionError("typiclust needs max_clusters >= 1 and knn >= 1")
+    chunk = run.chunk
+    max_clusters, min_size, knn = params.max_clusters, params.min_cluster_size, params.knn
+    kmo = params.kmeans_kwargs()
     n_lab = int(pool.labeled.sum())
     k = min(n_lab + budget, max_clusters)
     rng = np.random.default_rng([int(seed), 0x5459504943])
-    km = kmeans(pool.x, k, rng, **kmo, chunk=chunk, quiet=quiet(options))
+    km = kmeans(pool.x, k, rng, **kmo, chunk=chunk, progress=run.progress)
     labels = km.labels
     sizes = np.bincount(labels, minlength=k)
     taken = np.bincount(labels[pool.labeled], minlength=k)
@@ -115,7 +121,7 @@ def typiclust(
         taken[c] += 1
         left[c] -= 1
     log.info("typiclust: %d clusters, %d picks", k, budget)
-    params = {
+    ranked = {
         "distance": distance,
         "max_clusters": max_clusters,
         "min_cluster_size": min_size,
@@ -127,7 +133,7 @@ def typiclust(
         np.full(budget, np.nan, np.float32),
         "typiclust",
         seed,
-        params,
+        ranked,
         nested=False,
         why_not_nested="the pool is clustered into as many clusters as the budget (at most "
         "max_clusters), so every budget is solved afresh",

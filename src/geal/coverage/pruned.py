@@ -1,6 +1,6 @@
 """Exact pruned coverage for large pools (CPU).
 
-Same state and the same draws as :class:`~geal.sampling._coverage.Coverage`, so the
+Same state and the same draws as :class:`~geal.coverage.plain.Coverage`, so the
 rankings are identical, but a pick only touches patterns whose distance can change.
 
 Patterns are split into G coarse groups (spherical k-means on a sample) and stored group
@@ -30,293 +30,18 @@ import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
-from numba import njit, prange
 
+from geal.coverage import kernels as K
+from geal.coverage.state import DEFAULT_CHUNK, INIT
 from geal.errors import SelectionError
-from geal.sampling import _kernels as K
-from geal.sampling._coverage import INIT, QUANT_ROWS, quantize, trim_heap
-
-
-def _grid_f32(block: np.ndarray) -> np.ndarray:
-    out = np.empty(block.shape, np.float32)
-    for a in range(0, block.shape[0], QUANT_ROWS):  # bounded float64 temporaries
-        out[a : a + QUANT_ROWS] = quantize(block[a : a + QUANT_ROWS])[0].view(np.float16)
-    return out
-
+from geal.grid import QUANT_ROWS, WSCALE, WSHIFT, grid_f32, quantize
+from geal.internal.memory import trim_heap
+from geal.kmeans.spherical import coarse_spherical_kmeans
 
 log = logging.getLogger(__name__)
 
 BUILD_ROWS = 512  # rows per step while building: ~10 KB of temporaries per row
-
-MARGIN = np.float32(1e-4)  # on distances: >> float32 rounding in the bound arithmetic
-E_MARGIN = 1e-3  # on e(q, c) from float32 products: >> their error for e > 0.1
-IMG_BLOCK = 1024
-
-
-@njit(inline="always")
-def _bound(eqc: np.float32, epc: np.float32, psq: np.float32, qsq: np.float32) -> np.float32:
-    """Lower bound on the cosine distance from |e(q,c) - e(p,c)|, minus the safety margins.
-
-    ``eqc`` is known to within E_MARGIN; a negative ``eqc`` means "no bound".
-    """
-    if eqc < 0:
-        return np.float32(-10.0)
-    lb = eqc - epc
-    if lb < 0:
-        lb = -lb
-    lb = lb - np.float32(E_MARGIN)
-    if lb < 0:
-        lb = np.float32(0.0)
-    return np.float32(1.0) - (psq + qsq - lb * lb) * np.float32(0.5) - MARGIN
-
-
-@njit(fastmath=True, cache=True)
-def _centre_distances(
-    q: np.ndarray, centres: np.ndarray, csq: np.ndarray, qsq: np.ndarray
-) -> np.ndarray:
-    """e(q_j, c_g) for the few query rows and every centre, single-threaded.
-
-    A tiny product: a threaded BLAS call costs more in synchronisation than in work
-    (milliseconds on a busy machine). float32 products, float64 result; the error is far
-    below E_MARGIN for distances above 0.1.
-    """
-    k, dim = q.shape
-    g = centres.shape[0]
-    out = np.empty((k, g), np.float64)
-    for j in range(k):
-        for c in range(g):
-            acc = np.float32(0.0)
-            for i in range(dim):
-                acc += q[j, i] * centres[c, i]
-            v = np.float64(qsq[j]) + csq[c] - 2.0 * np.float64(acc)
-            out[j, c] = np.sqrt(v) if v > 0 else 0.0
-    return out
-
-
-@njit(inline="always")
-def _update_group(
-    g: int,  # the group to visit
-    goff: np.ndarray,  # int64 [G+1]
-    units: np.ndarray,  # uint16 [M, D], group order
-    psq: np.ndarray,  # float32 [M] |p|^2 (exact)
-    epc: np.ndarray,  # float32 [M] e(p, c_group)
-    perm: np.ndarray,  # int64 [M] group order -> canonical pattern index
-    d: np.ndarray,  # float32 [M] group order
-    q: np.ndarray,  # float32 [k, D]
-    qsq: np.ndarray,  # float32 [k]
-    eqc: np.ndarray,  # float32 [k, G]
-    gmax: np.ndarray,  # float32 [G]
-    garg: np.ndarray,  # int64 [G] canonical index of the first max
-    changed: np.ndarray,  # int64 [M] per group: positions changed (compact, from goff[g])
-    old: np.ndarray,  # float32 [M] previous distance of changed positions
-    nchanged: np.ndarray,  # int64 [G]
-    ncomputed: np.ndarray,  # int64 [G] rows whose distances were computed (diagnostics)
-) -> None:
-    dim = units.shape[1]
-    k = q.shape[0]
-    lo = goff[g]
-    hi = goff[g + 1]
-    buf = np.empty(dim, np.uint32)
-    row = buf.view(np.float32)
-    nc = 0
-    work = 0
-    mx = np.float32(-2.0)
-    arg = np.int64(-1)
-    for r in range(lo, hi):
-        dr = d[r]
-        if dr >= 0:
-            need = False
-            for j in range(k):
-                if _bound(eqc[j, g], epc[r], psq[r], qsq[j]) < dr:
-                    need = True
-                    break
-            if need:
-                work += 1
-                for i in range(dim):
-                    buf[i] = K._decode(units[r, i])
-                best = dr
-                for j in range(k):
-                    acc = np.float32(0.0)
-                    for i in range(dim):
-                        acc += row[i] * q[j, i]
-                    dist = np.float32(1.0) - acc
-                    if dist < 0:
-                        dist = np.float32(0.0)
-                    if dist < best:
-                        best = dist
-                if best < dr:
-                    changed[lo + nc] = r
-                    old[lo + nc] = dr
-                    nc += 1
-                    d[r] = best
-                    dr = best
-        p = perm[r]
-        if dr > mx or (dr == mx and p < arg):
-            mx = dr
-            arg = p
-    nchanged[g] = nc
-    ncomputed[g] = work
-    gmax[g] = mx
-    garg[g] = arg
-
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _update_groups(
-    groups,
-    goff,
-    units,
-    psq,
-    epc,
-    perm,
-    d,
-    q,
-    qsq,
-    eqc,
-    gmax,
-    garg,
-    changed,
-    old,
-    nchanged,
-    ncomputed,
-):
-    """Visit ``groups`` in parallel threads (big updates)."""
-    for gi in prange(groups.shape[0]):
-        _update_group(
-            groups[gi],
-            goff,
-            units,
-            psq,
-            epc,
-            perm,
-            d,
-            q,
-            qsq,
-            eqc,
-            gmax,
-            garg,
-            changed,
-            old,
-            nchanged,
-            ncomputed,
-        )
-
-
-@njit(fastmath=True, cache=True)
-def _update_groups_serial(
-    groups,
-    goff,
-    units,
-    psq,
-    epc,
-    perm,
-    d,
-    q,
-    qsq,
-    eqc,
-    gmax,
-    garg,
-    changed,
-    old,
-    nchanged,
-    ncomputed,
-):
-    """Visit ``groups`` in this thread: a parallel region costs its synchronisation even
-    when there is little to do (most picks, once the pool is covered)."""
-    for gi in range(groups.shape[0]):
-        _update_group(
-            groups[gi],
-            goff,
-            units,
-            psq,
-            epc,
-            perm,
-            d,
-            q,
-            qsq,
-            eqc,
-            gmax,
-            garg,
-            changed,
-            old,
-            nchanged,
-            ncomputed,
-        )
-
-
-SERIAL_BELOW = 65536  # patterns to visit
-
-
-@njit(cache=True)
-def _apply_weights(
-    groups: np.ndarray,
-    goff: np.ndarray,
-    changed: np.ndarray,
-    old: np.ndarray,
-    nchanged: np.ndarray,
-    d: np.ndarray,
-    owner: np.ndarray,  # int64 [M] group order -> image
-    wimg: np.ndarray,  # int64 [N]
-    wblk: np.ndarray,  # int64 [N / IMG_BLOCK]
-    scale: np.float32,
-    img_block: int,
-) -> None:
-    for gi in range(groups.shape[0]):
-        g = groups[gi]
-        lo = goff[g]
-        for c in range(nchanged[g]):
-            r = changed[lo + c]
-            delta = K.weight(d[r], scale) - K.weight(old[lo + c], scale)
-            i = owner[r]
-            wimg[i] += delta
-            wblk[i // img_block] += delta
-
-
-@njit(cache=True)
-def _draw_image(wimg: np.ndarray, lo: int, hi: int, u: np.int64) -> int:
-    acc = np.int64(0)
-    for i in range(lo, hi):
-        acc += wimg[i]
-        if acc > u:
-            return i
-    return -1
-
-
-@njit(parallel=True, cache=True)
-def _recount(
-    goff: np.ndarray,
-    d: np.ndarray,
-    perm: np.ndarray,
-    owner: np.ndarray,
-    gmax: np.ndarray,
-    garg: np.ndarray,
-) -> None:
-    for g in prange(goff.shape[0] - 1):
-        mx = np.float32(-2.0)
-        arg = np.int64(-1)
-        for r in range(goff[g], goff[g + 1]):
-            dr = d[r]
-            p = perm[r]
-            if dr > mx or (dr == mx and p < arg):
-                mx = dr
-                arg = p
-        gmax[g] = mx
-        garg[g] = arg
-
-
-def _spherical_kmeans(x: np.ndarray, g: int, seed: int, iters: int = 8) -> np.ndarray:
-    """Coarse unit centres for grouping (their quality only affects speed, never results)."""
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    g = max(1, min(g, t.shape[0]))
-    gen = torch.Generator().manual_seed(seed)
-    c = t[torch.randperm(t.shape[0], generator=gen)[:g]].clone()
-    for _ in range(iters):
-        assign = (t @ c.T).argmax(1)
-        s = torch.zeros_like(c).index_add_(0, assign, t)
-        n = torch.bincount(assign, minlength=g).unsqueeze(1)
-        c = torch.where(n > 0, s, c)
-        c = c / c.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return c.numpy()
+IMG_BLOCK = 1024  # images per block of the D^2 weight sums
 
 
 class _Grouping:
@@ -324,14 +49,14 @@ class _Grouping:
 
     def __init__(self, sample: np.ndarray, n_groups: int, seed: int):
         n_coarse = int(np.clip(round(np.sqrt(n_groups)), 1, 256))
-        self.coarse = _spherical_kmeans(sample, n_coarse, seed)
+        self.coarse = coarse_spherical_kmeans(sample, n_coarse, seed)
         own = (sample @ self.coarse.T).argmax(1)
         fine, self.first = [], [0]
         for j in range(self.coarse.shape[0]):
             part = sample[own == j]
             want = max(1, round(n_groups * part.shape[0] / max(sample.shape[0], 1)))
             f = (
-                _spherical_kmeans(part, want, seed + 1 + j)
+                coarse_spherical_kmeans(part, want, seed + 1 + j)
                 if part.shape[0]
                 else self.coarse[j : j + 1]
             )
@@ -368,7 +93,7 @@ class PrunedCoverage:
         counts: np.ndarray,
         *,
         group_size: int = 256,
-        chunk: int = 65536,
+        chunk: int = DEFAULT_CHUNK,
         sample: int = 100_000,
         seed: int = 0,
         release: Callable[[int], None] | None = None,
@@ -400,7 +125,7 @@ class PrunedCoverage:
             for a in range(0, blk.shape[0], QUANT_ROWS):  # a window of the shard at a time
                 end = min(a + QUANT_ROWS, blk.shape[0])
                 lo, hi = np.searchsorted(pick, starts[k] + np.array([a, end]))
-                smp[at : at + hi - lo] = _grid_f32(blk[pick[lo:hi] - starts[k]])
+                smp[at : at + hi - lo] = grid_f32(blk[pick[lo:hi] - starts[k]])
                 at += hi - lo
                 if release is not None:
                     release(k)
@@ -414,7 +139,7 @@ class PrunedCoverage:
         assign = np.empty(m, np.int64)
         for k, blk in enumerate(blocks):
             for a in range(0, blk.shape[0], BUILD_ROWS):
-                x = _grid_f32(blk[a : a + BUILD_ROWS])
+                x = grid_f32(blk[a : a + BUILD_ROWS])
                 assign[starts[k] + a : starts[k] + a + x.shape[0]] = grouping.assign(x)
                 if release is not None:  # the pages read so far: one step resident at most
                     release(k)
@@ -450,7 +175,7 @@ class PrunedCoverage:
         self.centres32 = grouping.centres.astype(np.float32)
         self.csq = csq
         self.g = g
-        self.scale = np.float32(K.WSCALE)
+        self.scale = np.float32(WSCALE)
         self.picked = np.zeros(n, dtype=bool)
         self.d = np.full(m, INIT, np.float32)
         self.gmax = np.zeros(g, np.float32)
@@ -512,7 +237,7 @@ class PrunedCoverage:
         b = int(np.searchsorted(cum, u, side="right"))
         before = int(cum[b - 1]) if b > 0 else 0
         lo = b * IMG_BLOCK
-        return int(_draw_image(self.wimg, lo, min(lo + IMG_BLOCK, self.n), np.int64(u - before)))
+        return int(K.draw_image(self.wimg, lo, min(lo + IMG_BLOCK, self.n), np.int64(u - before)))
 
     def add(self, images: Sequence[int]) -> None:
         images = [int(i) for i in images]
@@ -531,10 +256,10 @@ class PrunedCoverage:
         qsq = (q * q).sum(1, dtype=np.float32)
         # distances to the G centres: float32 products (the bulk of the per-pick cost
         # when G is large) with an error far below E_MARGIN for distances above 0.1
-        eqc64 = _centre_distances(q, self.centres32, self.csq, qsq)
+        eqc64 = K.centre_distances(q, self.centres32, self.csq, qsq)
         near = eqc64 < 0.1  # too close for a safe bound: no bound, those rows are computed
         eqc = np.where(near, -1.0, eqc64).astype(np.float32)
-        eqc64 = np.where(near, 0.0, eqc64 - E_MARGIN)
+        eqc64 = np.where(near, 0.0, eqc64 - K.E_MARGIN)
         # remove the picked patterns first; their groups must recount their maximum
         own = np.unique(np.searchsorted(self.goff, rows, side="right") - 1)
         for i in images:
@@ -544,18 +269,18 @@ class PrunedCoverage:
         self.d[rows] = -1.0
         # 2. group-level bound: min over q of the distance bound to any member
         lb = np.maximum(eqc64 - self._rad[None, :], 0)
-        dlb = (1.0 - (self._sqmax[None, :] + qsq[:, None] - lb * lb) * 0.5).min(0) - MARGIN
+        dlb = (1.0 - (self._sqmax[None, :] + qsq[:, None] - lb * lb) * 0.5).min(0) - K.MARGIN
         visit = np.flatnonzero(dlb < self.gmax)
         visit = np.union1d(visit, own).astype(np.int64)
         rows_visited = int((self.goff[visit + 1] - self.goff[visit]).sum())
         self.visited += rows_visited
-        update = _update_groups if rows_visited >= SERIAL_BELOW else _update_groups_serial
-        update(
-            visit, self.goff, self.units, self.psq, self.epc, self.perm, self.d, q, qsq, eqc,
-            self.gmax, self.garg, self.changed, self.old, self.nchanged, self.ncomputed,
+        K.update_groups(
+            rows_visited, visit, self.goff, self.units, self.psq, self.epc, self.perm, self.d,
+            q, qsq, eqc, self.gmax, self.garg, self.changed, self.old, self.nchanged,
+            self.ncomputed,
         )  # fmt: skip
         self.computed += int(self.ncomputed[visit].sum())
-        _apply_weights(
+        K.apply_weights(
             visit, self.goff, self.changed, self.old, self.nchanged, self.d, self.owner,
             self.wimg, self.wblk, self.scale, IMG_BLOCK,
         )  # fmt: skip
@@ -572,11 +297,11 @@ class PrunedCoverage:
         self._recount_all()
 
     def _recount_all(self) -> None:
-        _recount(self.goff, self.d, self.perm, self.owner, self.gmax, self.garg)
+        K.recount(self.goff, self.d, self.perm, self.owner, self.gmax, self.garg)
         w = np.zeros(self.d.shape[0], np.int64)
         pos = self.d > 0
         di = np.rint(self.d[pos].astype(np.float64) * float(self.scale)).astype(np.int64)
-        w[pos] = (di * di) >> K.WSHIFT
+        w[pos] = (di * di) >> WSHIFT
         self.wimg[:] = 0
         np.add.at(self.wimg, self.owner, w)
         self.wblk[:] = np.add.reduceat(self.wimg, np.arange(0, self.n, IMG_BLOCK)) if self.n else 0

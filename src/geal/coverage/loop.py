@@ -1,4 +1,4 @@
-"""The greedy selection loop shared by sequential samplers, with a resumable journal.
+"""The greedy selection loop of the sequential samplers, with a resumable journal.
 
 A sequential sampler is a step function ``(coverage, step, rng) -> image``. The loop
 starts from the labeled images (or one seeded random image), asks for one image per step,
@@ -16,18 +16,24 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from geal.coverage.state import CoverageState
 from geal.errors import SelectionError
 from geal.internal.progress import Progress
-from geal.sampling._coverage import CoverageState
-from geal.sampling.base import Ranking
 
 log = logging.getLogger(__name__)
 
 Step = Callable[[CoverageState, int, np.random.Generator], int]
+
+
+class Picks(NamedTuple):
+    """Images in pick order (int64) and the coverage radius after each pick (float32)."""
+
+    order: np.ndarray
+    radius: np.ndarray
 
 
 def step_rng(seed: int, step: int, salt: int = 0) -> np.random.Generator:
@@ -113,7 +119,7 @@ def greedy(
     journal_key: dict[str, Any] | None = None,
     progress: bool | None = None,
     first_random: bool = True,
-) -> Ranking:
+) -> Picks:
     """Run ``step`` until ``budget`` images are picked; see the module docstring.
 
     ``first_random``: with no labeled images, the first pick is a seeded random image
@@ -163,4 +169,4 @@ def greedy(
     finally:
         if jr is not None:
             jr.close(remove=False)  # the caller removes it once the ranking is saved
-    return Ranking(np.array(order, np.int64), np.array(radius, np.float32), strategy, seed, params)
+    return Picks(np.array(order, np.int64), np.array(radius, np.float32))

@@ -1,10 +1,10 @@
-"""Coverage state shared by the distance-based samplers.
+"""The plain coverage state: exact distance updates over every pattern, CPU or GPU.
 
 For every pattern p the state keeps ``d[p]``: its distance to the nearest pattern of a
 picked (or labeled) image; patterns of picked images hold -1. Picking an image updates
 ``d`` with one pass over the patterns. Distances use unit vectors rounded to a 2^-11 grid
-(see ``_kernels``): every dot product is exact, so the state, and therefore the ranking,
-is identical on any device, thread count or chunk size.
+(:mod:`geal.grid`): every dot product is exact, so the state, and therefore the
+ranking, is identical on any device, thread count or chunk size.
 
 The draws are defined on the canonical pattern order: FDS takes the first pattern of
 largest ``d``; D^2 sampling draws an integer u uniformly below the total integer weight
@@ -13,78 +13,19 @@ and takes the first pattern whose running weight exceeds u.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from geal.coverage import kernels as K
+from geal.coverage.state import DEFAULT_CHUNK, DISTANCES, INIT
 from geal.errors import SelectionError
+from geal.grid import QUANT_ROWS, WSCALE, WSHIFT, quantize
 from geal.internal.device import resolve_device
-from geal.sampling import _kernels as K
 
 log = logging.getLogger(__name__)
-
-DISTANCES = ("cosine", "euclidean")
-INIT = 4.0  # above any cosine distance; "not covered yet"
-
-
-class CoverageState(Protocol):
-    """What the greedy loop needs from a coverage state (plain or pruned)."""
-
-    counts: np.ndarray
-    picked: np.ndarray
-
-    @property
-    def n(self) -> int: ...
-
-    @property
-    def selectable(self) -> np.ndarray: ...
-
-    def add(self, images: Sequence[int]) -> None: ...
-
-    def radius(self) -> float: ...
-
-    def farthest(self) -> int: ...
-
-    def draw(self, rng: np.random.Generator) -> int: ...
-
-    def distances(self) -> np.ndarray: ...
-
-
-QUANT_ROWS = 2048  # rows quantized at a time: ~8 KB of temporaries per row of 384 dims
-
-
-def quantize(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows -> (grid unit vectors as float16 bits uint16 [m, D], norms float32 [m])."""
-    x = np.asarray(block, dtype=np.float32)
-    norms = np.sqrt((x.astype(np.float64) ** 2).sum(1)).astype(np.float32)
-    safe = np.where(norms > 0, norms, 1.0).astype(np.float32)
-    u = np.rint(x / safe[:, None] * K.GRID) / K.GRID
-    return u.astype(np.float16).view(np.uint16), norms
-
-
-def trim_heap() -> None:
-    """Hand freed heap memory back to the system (glibc only; elsewhere a no-op).
-
-    glibc keeps freed blocks of up to twice its adaptive mmap threshold, which grows with
-    every large temporary freed; after building a big state that is tens of MB counted
-    as resident for nothing.
-    """
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL(None)
-    except (OSError, TypeError):  # no C library to load this way (e.g. Windows)
-        return None
 
 
 class Coverage:
@@ -109,7 +50,7 @@ class Coverage:
         *,
         distance: str = "cosine",
         device: str = "cpu",
-        chunk: int = 65536,
+        chunk: int = DEFAULT_CHUNK,
         block: int = 4096,
         release: Callable[[int], None] | None = None,
     ):
@@ -141,10 +82,10 @@ class Coverage:
         self.euclid = distance == "euclidean"
         self.distance = distance
         # weights must stay below 2^32 per pattern: scale distances into [0, 4)
-        self.scale = np.float32(K.WSCALE)
+        self.scale = np.float32(WSCALE)
         if self.euclid:
             top = float(2.0 * self.norms.max()) if self.norms.size else 1.0
-            self.scale = np.float32(K.WSCALE * 2.0 / max(top, 1e-12))
+            self.scale = np.float32(WSCALE * 2.0 / max(top, 1e-12))
         self.chunk = chunk
         self.block = block
         self.device = resolve_device(device)
@@ -196,10 +137,8 @@ class Coverage:
             self._add_torch(q, qn, rows)
         elif len(rows) <= 16:
             self.d[rows] = -1.0
-            update = (
-                K.update_blocks if self.units.shape[0] >= K.SERIAL_BELOW else K.update_blocks_serial
-            )
-            update(
+            K.update_blocks(
+                self.units.shape[0],
                 self.units,
                 q,
                 qn,
@@ -300,7 +239,7 @@ class Coverage:
 
     def _t_weights(self) -> torch.Tensor:
         di = torch.round(self._t_d.clamp_min(0) * float(self.scale)).long()
-        return (di * di) >> K.WSHIFT
+        return (di * di) >> WSHIFT
 
     def draw(self, rng: np.random.Generator) -> int:
         """Image owning a pattern drawn with probability d^2 / sum d^2 (k-means++ seeding).
