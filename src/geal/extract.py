@@ -16,21 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geal.bank import BankWriter, PatternBank
+from geal.engines.encode import encode_batch
+from geal.engines.shards import STORAGE_DTYPES, ShardAssembler
 from geal.errors import GealError
 from geal.internal.cache import bank_dir
 from geal.internal.progress import Progress
-from geal.patterns import knowledge_clusters
 from geal.pools.base import Pool
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
-DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
 @dataclass
@@ -175,7 +174,7 @@ def extract(
 
     if engine not in ("local", "ray"):
         raise GealError(f"unknown --engine {engine!r}; use local or ray")
-    if dtype not in DTYPES:
+    if dtype not in STORAGE_DTYPES:
         raise GealError(f"unknown --dtype {dtype!r}; use float16 or float32")
     if clusters < 1:
         raise GealError("--clusters must be at least 1")
@@ -239,86 +238,6 @@ def extract(
         failed_items=bank.failed,
     )
     return bank, summary
-
-
-class ShardAssembler:
-    """Collects per-image results in any order and writes each shard once it is complete."""
-
-    def __init__(self, writer: BankWriter, missing: list[int], dim: int, dtype: str):
-        self.writer = writer
-        self.size = writer.shard_size
-        self.ranges = {k: writer.shard_range(k) for k in missing}
-        self.dim = dim
-        self.np_dtype = DTYPES[dtype]
-        self.pending: dict[int, dict[str, Any]] = {}
-
-    def _slot(self, i: int) -> dict[str, Any]:
-        k = i // self.size
-        if k not in self.pending:
-            a, b = self.ranges[k]
-            self.pending[k] = {
-                "left": b - a,
-                "patterns": [None] * (b - a),
-                "global": [None] * (b - a),
-                "failed": [],
-            }
-        return self.pending[k]
-
-    def _done(self, i: int) -> None:
-        k = i // self.size
-        acc = self.pending[k]
-        acc["left"] -= 1
-        if acc["left"] == 0:
-            self._flush(k, self.pending.pop(k))
-
-    def failed(self, pool: Pool, i: int, reason: str) -> None:
-        item = pool[i]
-        log.warning("skipping unreadable image %s: %s", item.path or item.id, reason)
-        self._slot(i)["failed"].append(
-            {"index": i, "id": item.id, "path": item.path, "reason": reason}
-        )
-        self._done(i)
-
-    def add(self, i: int, patterns: np.ndarray, global_: np.ndarray) -> None:
-        acc = self._slot(i)
-        j = i - self.ranges[i // self.size][0]
-        acc["patterns"][j] = patterns.astype(self.np_dtype)
-        acc["global"][j] = global_.astype(self.np_dtype)
-        self._done(i)
-
-    def _flush(self, k: int, acc: dict[str, Any]) -> None:
-        empty = np.zeros((0, self.dim), dtype=self.np_dtype)
-        zero = np.zeros(self.dim, dtype=self.np_dtype)
-        pats = [p if p is not None else empty for p in acc["patterns"]]
-        counts = np.array([p.shape[0] for p in pats], dtype=np.int32)
-        patterns = np.concatenate(pats) if pats else empty
-        glob = np.stack([g if g is not None else zero for g in acc["global"]])
-        failed = sorted(acc["failed"], key=lambda f: f["index"])
-        self.writer.write(k, counts, patterns, glob, failed)
-
-
-def encode_batch(
-    backbone: Any, images: torch.Tensor, indices: list[int], options: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One forward pass + knowledge clusters: ``(centers[B,K,D], counts[B], global[B,D])``."""
-    dev = next(iter(backbone.parameters())).device
-    autocast = torch.autocast(
-        dev.type, dtype=torch.bfloat16, enabled=options["precision"] == "bf16"
-    )
-    with torch.inference_mode(), autocast:
-        out = backbone(images.to(dev, non_blocking=True))
-    with torch.inference_mode():
-        cl = knowledge_clusters(
-            out.tokens.float(),
-            out.saliency.float(),
-            indices,
-            threshold=options["threshold"],
-            clusters=options["clusters"],
-            seed=options["seed"],
-            max_iter=options["max_iter"],
-            tol=options["tol"],
-        )
-    return cl.centers.cpu().numpy(), cl.counts.cpu().numpy(), out.global_.float().cpu().numpy()
 
 
 def _run(

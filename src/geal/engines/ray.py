@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from geal.bank import BankWriter
+from geal.engines.encode import encode_batch
+from geal.engines.shards import ShardAssembler
 from geal.errors import GealError
 from geal.internal.progress import Progress
 from geal.pools.base import Pool
@@ -66,8 +68,6 @@ class _Encode:
         self.options = options
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from geal.extract import encode_batch
-
         index = batch["index"]
         ok = np.array([e == "" for e in batch["error"]], dtype=bool)
         k, dim = self.options["clusters"], self.backbone.dim
@@ -104,8 +104,6 @@ def run_ray(
         import ray
     except ImportError:
         raise GealError("--engine ray needs Ray: pip install 'geal[ray]'") from None
-    from geal.extract import ShardAssembler
-
     if not ray.is_initialized():
         ray.init(
             ignore_reinit_error=True, include_dashboard=False, log_to_driver=False
