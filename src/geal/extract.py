@@ -219,10 +219,7 @@ def extract(
     if todo and engine == "ray":
         from geal.engines.ray import run_ray
 
-        spec = {"model": model, "weights": weights, "image_size": image_size, "stage": stage}
-        run_ray(
-            pool, backbone, spec, writer, missing, ranges, options, batch_size, progress, device
-        )
+        run_ray(pool, backbone, writer, missing, ranges, options, batch_size, progress, device)
     elif todo:
         _run(pool, backbone, writer, missing, ranges, options, batch_size, workers, progress)
     bank = writer.finish()

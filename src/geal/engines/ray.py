@@ -53,18 +53,12 @@ class _Decode:
 class _Encode:
     """Ray actor holding one backbone: images -> knowledge clusters, padded to K."""
 
-    def __init__(self, spec: dict[str, Any], options: dict[str, Any], device: str, threads: int):
+    def __init__(self, request: dict[str, Any], options: dict[str, Any], device: str, threads: int):
         from geal.backbones import create_backbone
 
         if threads > 0:
             torch.set_num_threads(threads)
-        self.backbone = create_backbone(
-            spec["model"],
-            spec["weights"],
-            device,
-            image_size=spec["image_size"],
-            stage=spec["stage"],
-        )
+        self.backbone = create_backbone(**request, device=device)
         self.options = options
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -87,10 +81,25 @@ class _Encode:
         }
 
 
+def backbone_request(backbone: Any) -> dict[str, Any]:
+    """Arguments of :func:`geal.backbones.create_backbone` that rebuild ``backbone`` elsewhere.
+
+    Taken from the built backbone itself (name, input size, CNN stage, weights), so the
+    model actors hold the model the bank's manifest describes, whether the caller named
+    a model or passed one in. Hub weights are fetched again by name (``weights=None``).
+    """
+    weights = backbone.weights_id
+    return {
+        "name": backbone.name,
+        "weights": None if str(weights).startswith("hub:") else weights,
+        "image_size": backbone.preprocess.image_size,
+        "stage": getattr(backbone, "stage", None),
+    }
+
+
 def run_ray(
     pool: Pool,
     backbone: Any,
-    spec: dict[str, Any],
     writer: BankWriter,
     missing: list[int],
     ranges: list[tuple[int, int]],
@@ -123,9 +132,7 @@ def run_ray(
         "GPU" if use_gpu else "CPU",
         decode_actors,
     )
-    spec = dict(spec, weights=backbone.weights_id if backbone.weights_id != "random" else "random")
-    if str(spec["weights"]).startswith("hub:"):
-        spec["weights"] = None
+    request = backbone_request(backbone)
     indices = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges])
     ds = (
         ray.data.from_items([{"index": int(i)} for i in indices])
@@ -137,7 +144,7 @@ def run_ray(
         concurrency=decode_actors, num_cpus=1, batch_format="numpy",
     )  # fmt: skip
     ds = ds.map_batches(
-        _Encode, fn_constructor_args=(spec, options, "cuda" if use_gpu else "cpu", threads),
+        _Encode, fn_constructor_args=(request, options, "cuda" if use_gpu else "cpu", threads),
         batch_size=batch_size, concurrency=model_actors, batch_format="numpy",
         num_gpus=1 if use_gpu else 0, num_cpus=1 if use_gpu else max(1, threads),
     )  # fmt: skip
