@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from geal.bank import BankWriter
+from geal.engines import ExtractJob
 from geal.engines.encode import encode_batch
 from geal.engines.shards import ShardAssembler
 from geal.errors import GealError
 from geal.internal.progress import Progress
 from geal.pools.base import Pool
+
+if TYPE_CHECKING:
+    from geal.backbones import Backbone
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ class _Encode:
         }
 
 
-def backbone_request(backbone: Any) -> dict[str, Any]:
+def backbone_request(backbone: Backbone) -> dict[str, Any]:
     """Arguments of :func:`geal.backbones.create_backbone` that rebuild ``backbone`` elsewhere.
 
     Taken from the built backbone itself (name, input size, CNN stage, weights), so the
@@ -97,18 +100,8 @@ def backbone_request(backbone: Any) -> dict[str, Any]:
     }
 
 
-def run_ray(
-    pool: Pool,
-    backbone: Any,
-    writer: BankWriter,
-    missing: list[int],
-    ranges: list[tuple[int, int]],
-    options: dict[str, Any],
-    batch_size: int,
-    progress: bool | None,
-    device: str,
-) -> None:
-    """Extract the images in ``ranges`` on Ray Data and write their shards."""
+def run(job: ExtractJob) -> None:
+    """Extract the images of ``job.missing`` shards on Ray Data and write those shards."""
     try:
         import ray
     except ImportError:
@@ -120,7 +113,7 @@ def run_ray(
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))
-    use_gpu = gpus > 0 and device != "cpu"
+    use_gpu = gpus > 0 and job.device != "cpu"
     model_actors = int(os.environ.get("GEAL_RAY_MODEL_ACTORS", 0)) or (
         gpus if use_gpu else max(1, cpus // 4)
     )
@@ -132,29 +125,30 @@ def run_ray(
         "GPU" if use_gpu else "CPU",
         decode_actors,
     )
+    backbone, options = job.backbone, dict(job.options)
     request = backbone_request(backbone)
-    indices = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges])
+    indices = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in job.ranges])
     ds = (
         ray.data.from_items([{"index": int(i)} for i in indices])
         if len(indices) < 1000
         else (ray.data.from_numpy(indices).rename_columns({"data": "index"}))
     )
     ds = ds.map_batches(
-        _Decode, fn_constructor_args=(pool, backbone.preprocess), batch_size=batch_size,
+        _Decode, fn_constructor_args=(job.pool, backbone.preprocess), batch_size=job.batch_size,
         concurrency=decode_actors, num_cpus=1, batch_format="numpy",
     )  # fmt: skip
     ds = ds.map_batches(
         _Encode, fn_constructor_args=(request, options, "cuda" if use_gpu else "cpu", threads),
-        batch_size=batch_size, concurrency=model_actors, batch_format="numpy",
+        batch_size=job.batch_size, concurrency=model_actors, batch_format="numpy",
         num_gpus=1 if use_gpu else 0, num_cpus=1 if use_gpu else max(1, threads),
     )  # fmt: skip
-    shards = ShardAssembler(writer, missing, backbone.dim, options["dtype"])
-    with Progress(len(indices), unit="img", desc="extract", progress=progress) as bar:
+    shards = ShardAssembler(job.writer, job.missing, backbone.dim, options["dtype"])
+    with Progress(len(indices), unit="img", desc="extract", progress=job.progress) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for row, i in enumerate(batch["index"].tolist()):
                 err = batch["error"][row]
                 if err:
-                    shards.failed(pool, int(i), str(err))
+                    shards.failed(job.pool, int(i), str(err))
                 else:
                     n = int(batch["counts"][row])
                     shards.add(int(i), batch["centers"][row, :n], batch["global"][row])
