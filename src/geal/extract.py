@@ -90,7 +90,7 @@ def extract(
         clusters: knowledge clusters per image (K).
         seed: seeds the per-image k-means++ draws.
         batch_size: images per forward pass; does not change the bank.
-        workers: DataLoader decoding processes (default: CPUs - 1, at most 8).
+        workers: decoding processes of the local engine (default: CPUs - 1, at most 8).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (bf16 where fast), ``bf16`` or ``fp32`` autocast.
         dtype: storage dtype of patterns, ``float16`` (half the disk) or ``float32``.
