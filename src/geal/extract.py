@@ -1,36 +1,29 @@
 """Single-pass extraction: pool -> backbone -> knowledge clusters -> PatternBank.
 
-Images are decoded and resized in DataLoader workers; the backbone runs once per batch;
-the attention filter and batched k-means turn each image's tokens into at most K
-patterns; finished shards are written atomically, so a killed run resumes where it
-stopped. Unreadable images are skipped, counted and listed in ``failed.json``.
+:func:`extract` checks the options, builds the backbone, settles the precision, creates
+or resumes the bank (a killed run resumes at its first missing shard) and hands the
+missing shards to an engine (:mod:`geal.engines`: ``local`` or ``ray``), which runs the
+model once per batch and writes the shards. Unreadable images are skipped, counted and
+listed in ``failed.json``; the :class:`ExtractSummary` says what was done.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
-
 from geal.bank import BankWriter, PatternBank
+from geal.engines import ExtractJob, get_engine
+from geal.engines.shards import STORAGE_DTYPES
 from geal.errors import GealError
 from geal.internal.cache import bank_dir
-from geal.internal.progress import Progress
-from geal.patterns import knowledge_clusters
+from geal.internal.device import resolve_precision
 from geal.pools.base import Pool
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "fp32", "bf16")
-DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
 @dataclass
@@ -56,70 +49,6 @@ class ExtractSummary:
             f"{self.images} images, {self.patterns} patterns, {self.failed} failed, "
             f"{self.seconds:.1f} s, {self.images_per_second:.1f} images/s{reused} -> {self.bank}"
         )
-
-
-class _PoolImages(Dataset[tuple[int, torch.Tensor | None, str | None]]):
-    """Decodes and preprocesses pool images; failures come back as messages, not errors."""
-
-    def __init__(self, pool: Pool, preprocess: Any):
-        self.pool = pool
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.pool)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
-        try:
-            image = self.pool.load(index)
-            return index, self.preprocess(image), None
-        except Exception as e:  # any decoding problem is reported per image, never fatal
-            return index, None, f"{type(e).__name__}: {e}"
-
-
-def _collate(
-    batch: list[tuple[int, torch.Tensor | None, str | None]],
-) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
-    ok = [(i, x) for i, x, _ in batch if x is not None]
-    bad = [(i, err) for i, x, err in batch if x is None and err is not None]
-    images = torch.stack([x for _, x in ok]) if ok else None
-    return [i for i, _ in ok], images, bad
-
-
-class _ShardBatches(Sampler[list[int]]):
-    """Batches of pool indices that never straddle two shards, shard after shard."""
-
-    def __init__(self, ranges: list[tuple[int, int]], batch_size: int):
-        self.ranges = ranges
-        self.batch_size = batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for a, b in self.ranges:
-            for s in range(a, b, self.batch_size):
-                yield list(range(s, min(s + self.batch_size, b)))
-
-    def __len__(self) -> int:
-        return sum((b - a + self.batch_size - 1) // self.batch_size for a, b in self.ranges)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` where the device has fast bfloat16, else ``fp32``."""
-    if precision not in PRECISIONS:
-        raise GealError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        try:
-            fast = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            fast = False
-        return "bf16" if fast else "fp32"
-    return "fp32"
-
-
-def default_workers() -> int:
-    return min(8, max(0, (os.cpu_count() or 1) - 1))
 
 
 def extract(
@@ -161,7 +90,7 @@ def extract(
         clusters: knowledge clusters per image (K).
         seed: seeds the per-image k-means++ draws.
         batch_size: images per forward pass; does not change the bank.
-        workers: DataLoader decoding processes (default: CPUs - 1, at most 8).
+        workers: decoding processes of the local engine (default: CPUs - 1, at most 8).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (bf16 where fast), ``bf16`` or ``fp32`` autocast.
         dtype: storage dtype of patterns, ``float16`` (half the disk) or ``float32``.
@@ -173,9 +102,8 @@ def extract(
     """
     from geal.backbones import create_backbone
 
-    if engine not in ("local", "ray"):
-        raise GealError(f"unknown --engine {engine!r}; use local or ray")
-    if dtype not in DTYPES:
+    run = get_engine(engine)
+    if dtype not in STORAGE_DTYPES:
         raise GealError(f"unknown --dtype {dtype!r}; use float16 or float32")
     if clusters < 1:
         raise GealError("--clusters must be at least 1")
@@ -186,8 +114,7 @@ def extract(
     t0 = time.perf_counter()
     if backbone is None:
         backbone = create_backbone(model, weights, device, image_size=image_size, stage=stage)
-    dev = next(iter(backbone.parameters())).device
-    prec = resolve_precision(precision, dev)
+    prec = resolve_precision(precision, backbone.device)
     options = {
         "model": backbone.name,
         "weights": backbone.weights_id,
@@ -214,18 +141,20 @@ def extract(
         log.info(
             "resuming %s: %d of %d shards already done", out, reused, writer.manifest["n_shards"]
         )
-    ranges = [writer.shard_range(k) for k in missing]
-    todo = sum(b - a for a, b in ranges)
-
-    if todo and engine == "ray":
-        from geal.engines.ray import run_ray
-
-        spec = {"model": model, "weights": weights, "image_size": image_size, "stage": stage}
-        run_ray(
-            pool, backbone, spec, writer, missing, ranges, options, batch_size, progress, device
-        )
-    elif todo:
-        _run(pool, backbone, writer, missing, ranges, options, batch_size, workers, progress)
+    job = ExtractJob(
+        pool=pool,
+        backbone=backbone,
+        writer=writer,
+        missing=missing,
+        options=options,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        device=device,
+    )
+    todo = job.total
+    if todo:
+        run(job)
     bank = writer.finish()
     seconds = time.perf_counter() - t0
     summary = ExtractSummary(
@@ -239,117 +168,3 @@ def extract(
         failed_items=bank.failed,
     )
     return bank, summary
-
-
-class ShardAssembler:
-    """Collects per-image results in any order and writes each shard once it is complete."""
-
-    def __init__(self, writer: BankWriter, missing: list[int], dim: int, dtype: str):
-        self.writer = writer
-        self.size = writer.shard_size
-        self.ranges = {k: writer.shard_range(k) for k in missing}
-        self.dim = dim
-        self.np_dtype = DTYPES[dtype]
-        self.pending: dict[int, dict[str, Any]] = {}
-
-    def _slot(self, i: int) -> dict[str, Any]:
-        k = i // self.size
-        if k not in self.pending:
-            a, b = self.ranges[k]
-            self.pending[k] = {
-                "left": b - a,
-                "patterns": [None] * (b - a),
-                "global": [None] * (b - a),
-                "failed": [],
-            }
-        return self.pending[k]
-
-    def _done(self, i: int) -> None:
-        k = i // self.size
-        acc = self.pending[k]
-        acc["left"] -= 1
-        if acc["left"] == 0:
-            self._flush(k, self.pending.pop(k))
-
-    def failed(self, pool: Pool, i: int, reason: str) -> None:
-        item = pool[i]
-        log.warning("skipping unreadable image %s: %s", item.path or item.id, reason)
-        self._slot(i)["failed"].append(
-            {"index": i, "id": item.id, "path": item.path, "reason": reason}
-        )
-        self._done(i)
-
-    def add(self, i: int, patterns: np.ndarray, global_: np.ndarray) -> None:
-        acc = self._slot(i)
-        j = i - self.ranges[i // self.size][0]
-        acc["patterns"][j] = patterns.astype(self.np_dtype)
-        acc["global"][j] = global_.astype(self.np_dtype)
-        self._done(i)
-
-    def _flush(self, k: int, acc: dict[str, Any]) -> None:
-        empty = np.zeros((0, self.dim), dtype=self.np_dtype)
-        zero = np.zeros(self.dim, dtype=self.np_dtype)
-        pats = [p if p is not None else empty for p in acc["patterns"]]
-        counts = np.array([p.shape[0] for p in pats], dtype=np.int32)
-        patterns = np.concatenate(pats) if pats else empty
-        glob = np.stack([g if g is not None else zero for g in acc["global"]])
-        failed = sorted(acc["failed"], key=lambda f: f["index"])
-        self.writer.write(k, counts, patterns, glob, failed)
-
-
-def encode_batch(
-    backbone: Any, images: torch.Tensor, indices: list[int], options: dict[str, Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One forward pass + knowledge clusters: ``(centers[B,K,D], counts[B], global[B,D])``."""
-    dev = next(iter(backbone.parameters())).device
-    autocast = torch.autocast(
-        dev.type, dtype=torch.bfloat16, enabled=options["precision"] == "bf16"
-    )
-    with torch.inference_mode(), autocast:
-        out = backbone(images.to(dev, non_blocking=True))
-    with torch.inference_mode():
-        cl = knowledge_clusters(
-            out.tokens.float(),
-            out.saliency.float(),
-            indices,
-            threshold=options["threshold"],
-            clusters=options["clusters"],
-            seed=options["seed"],
-            max_iter=options["max_iter"],
-            tol=options["tol"],
-        )
-    return cl.centers.cpu().numpy(), cl.counts.cpu().numpy(), out.global_.float().cpu().numpy()
-
-
-def _run(
-    pool: Pool,
-    backbone: Any,
-    writer: BankWriter,
-    missing: list[int],
-    ranges: list[tuple[int, int]],
-    options: dict[str, Any],
-    batch_size: int,
-    workers: int | None,
-    progress: bool | None,
-) -> None:
-    dev = next(iter(backbone.parameters())).device
-    workers = default_workers() if workers is None else workers
-    loader = DataLoader(
-        _PoolImages(pool, backbone.preprocess),
-        batch_sampler=_ShardBatches(ranges, batch_size),
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=dev.type == "cuda",
-        prefetch_factor=4 if workers > 0 else None,
-    )
-    shards = ShardAssembler(writer, missing, backbone.dim, options["dtype"])
-    total = sum(b - a for a, b in ranges)
-    with Progress(total, unit="img", desc="extract", progress=progress) as bar:
-        for indices, images, bad in loader:
-            for i, err in bad:
-                shards.failed(pool, i, err)
-            if images is not None:
-                centers, counts, glob = encode_batch(backbone, images, indices, options)
-                for row, i in enumerate(indices):
-                    shards.add(i, centers[row, : counts[row]], glob[row])
-            bar.update(len(indices) + len(bad))

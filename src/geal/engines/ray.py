@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from geal.bank import BankWriter
+from geal.engines import ExtractJob
+from geal.engines.encode import encode_batch
+from geal.engines.shards import ShardAssembler
 from geal.errors import GealError
 from geal.internal.progress import Progress
 from geal.pools.base import Pool
+
+if TYPE_CHECKING:
+    from geal.backbones import Backbone
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +56,15 @@ class _Decode:
 class _Encode:
     """Ray actor holding one backbone: images -> knowledge clusters, padded to K."""
 
-    def __init__(self, spec: dict[str, Any], options: dict[str, Any], device: str, threads: int):
+    def __init__(self, request: dict[str, Any], options: dict[str, Any], device: str, threads: int):
         from geal.backbones import create_backbone
 
         if threads > 0:
             torch.set_num_threads(threads)
-        self.backbone = create_backbone(
-            spec["model"],
-            spec["weights"],
-            device,
-            image_size=spec["image_size"],
-            stage=spec["stage"],
-        )
+        self.backbone = create_backbone(**request, device=device)
         self.options = options
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from geal.extract import encode_batch
-
         index = batch["index"]
         ok = np.array([e == "" for e in batch["error"]], dtype=bool)
         k, dim = self.options["clusters"], self.backbone.dim
@@ -87,25 +84,28 @@ class _Encode:
         }
 
 
-def run_ray(
-    pool: Pool,
-    backbone: Any,
-    spec: dict[str, Any],
-    writer: BankWriter,
-    missing: list[int],
-    ranges: list[tuple[int, int]],
-    options: dict[str, Any],
-    batch_size: int,
-    progress: bool | None,
-    device: str,
-) -> None:
-    """Extract the images in ``ranges`` on Ray Data and write their shards."""
+def backbone_request(backbone: Backbone) -> dict[str, Any]:
+    """Arguments of :func:`geal.backbones.create_backbone` that rebuild ``backbone`` elsewhere.
+
+    Taken from the built backbone itself (name, input size, CNN stage, weights), so the
+    model actors hold the model the bank's manifest describes, whether the caller named
+    a model or passed one in. Hub weights are fetched again by name (``weights=None``).
+    """
+    weights = backbone.weights_id
+    return {
+        "name": backbone.name,
+        "weights": None if str(weights).startswith("hub:") else weights,
+        "image_size": backbone.preprocess.image_size,
+        "stage": getattr(backbone, "stage", None),
+    }
+
+
+def run(job: ExtractJob) -> None:
+    """Extract the images of ``job.missing`` shards on Ray Data and write those shards."""
     try:
         import ray
     except ImportError:
         raise GealError("--engine ray needs Ray: pip install 'geal[ray]'") from None
-    from geal.extract import ShardAssembler
-
     if not ray.is_initialized():
         ray.init(
             ignore_reinit_error=True, include_dashboard=False, log_to_driver=False
@@ -113,7 +113,7 @@ def run_ray(
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))
-    use_gpu = gpus > 0 and device != "cpu"
+    use_gpu = gpus > 0 and job.device != "cpu"
     model_actors = int(os.environ.get("GEAL_RAY_MODEL_ACTORS", 0)) or (
         gpus if use_gpu else max(1, cpus // 4)
     )
@@ -125,31 +125,30 @@ def run_ray(
         "GPU" if use_gpu else "CPU",
         decode_actors,
     )
-    spec = dict(spec, weights=backbone.weights_id if backbone.weights_id != "random" else "random")
-    if str(spec["weights"]).startswith("hub:"):
-        spec["weights"] = None
-    indices = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in ranges])
+    backbone, options = job.backbone, dict(job.options)
+    request = backbone_request(backbone)
+    indices = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in job.ranges])
     ds = (
         ray.data.from_items([{"index": int(i)} for i in indices])
         if len(indices) < 1000
         else (ray.data.from_numpy(indices).rename_columns({"data": "index"}))
     )
     ds = ds.map_batches(
-        _Decode, fn_constructor_args=(pool, backbone.preprocess), batch_size=batch_size,
+        _Decode, fn_constructor_args=(job.pool, backbone.preprocess), batch_size=job.batch_size,
         concurrency=decode_actors, num_cpus=1, batch_format="numpy",
     )  # fmt: skip
     ds = ds.map_batches(
-        _Encode, fn_constructor_args=(spec, options, "cuda" if use_gpu else "cpu", threads),
-        batch_size=batch_size, concurrency=model_actors, batch_format="numpy",
+        _Encode, fn_constructor_args=(request, options, "cuda" if use_gpu else "cpu", threads),
+        batch_size=job.batch_size, concurrency=model_actors, batch_format="numpy",
         num_gpus=1 if use_gpu else 0, num_cpus=1 if use_gpu else max(1, threads),
     )  # fmt: skip
-    shards = ShardAssembler(writer, missing, backbone.dim, options["dtype"])
-    with Progress(len(indices), unit="img", desc="extract", progress=progress) as bar:
+    shards = ShardAssembler(job.writer, job.missing, backbone.dim, options["dtype"])
+    with Progress(len(indices), unit="img", desc="extract", progress=job.progress) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for row, i in enumerate(batch["index"].tolist()):
                 err = batch["error"][row]
                 if err:
-                    shards.failed(pool, int(i), str(err))
+                    shards.failed(job.pool, int(i), str(err))
                 else:
                     n = int(batch["counts"][row])
                     shards.add(int(i), batch["centers"][row, :n], batch["global"][row])

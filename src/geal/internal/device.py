@@ -1,7 +1,8 @@
 """The one device resolver: ``auto`` -> CUDA when available, else CPU; explicit devices checked.
 
 Extraction and selection both resolve ``--device`` here, so a name that does not exist
-is the same one-line error whichever side meets it first.
+is the same one-line error whichever side meets it first. What a device is good at
+(``--precision auto``: bfloat16 only where it is fast) is answered here too.
 """
 
 from __future__ import annotations
@@ -43,3 +44,27 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     elif dev.type != "cpu":
         raise GealError(f"device {device!s} is not supported; use auto, cpu, cuda or cuda:N")
     return dev
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where the device has fast bfloat16, else ``fp32``.
+
+    Raises:
+        GealError: a precision other than those in :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise GealError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        try:
+            fast = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            fast = False
+        return "bf16" if fast else "fp32"
+    return "fp32"

@@ -1,0 +1,94 @@
+"""Extraction in this process: DataLoader workers decode, one model encodes.
+
+Images are decoded and resized in DataLoader worker processes while the backbone runs
+on the previous batch; batches never straddle two shards, so shards complete in order
+and an interrupted run loses at most the shard in progress.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from geal.engines import ExtractJob
+from geal.engines.encode import encode_batch
+from geal.engines.shards import ShardAssembler
+from geal.internal.progress import Progress
+from geal.pools.base import Pool
+
+
+class _PoolImages(Dataset[tuple[int, torch.Tensor | None, str | None]]):
+    """Decodes and preprocesses pool images; failures come back as messages, not errors."""
+
+    def __init__(self, pool: Pool, preprocess: Any):
+        self.pool = pool
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            image = self.pool.load(index)
+            return index, self.preprocess(image), None
+        except Exception as e:  # any decoding problem is reported per image, never fatal
+            return index, None, f"{type(e).__name__}: {e}"
+
+
+def _collate(
+    batch: list[tuple[int, torch.Tensor | None, str | None]],
+) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
+    ok = [(i, x) for i, x, _ in batch if x is not None]
+    bad = [(i, err) for i, x, err in batch if x is None and err is not None]
+    images = torch.stack([x for _, x in ok]) if ok else None
+    return [i for i, _ in ok], images, bad
+
+
+class _ShardBatches(Sampler[list[int]]):
+    """Batches of pool indices that never straddle two shards, shard after shard."""
+
+    def __init__(self, ranges: list[tuple[int, int]], batch_size: int):
+        self.ranges = ranges
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for a, b in self.ranges:
+            for s in range(a, b, self.batch_size):
+                yield list(range(s, min(s + self.batch_size, b)))
+
+    def __len__(self) -> int:
+        return sum((b - a + self.batch_size - 1) // self.batch_size for a, b in self.ranges)
+
+
+def default_workers() -> int:
+    """Decoding processes when none are asked for: CPUs less one, at most 8."""
+    return min(8, max(0, (os.cpu_count() or 1) - 1))
+
+
+def run(job: ExtractJob) -> None:
+    """Extract the images of ``job.missing`` shards and write those shards."""
+    backbone = job.backbone
+    workers = default_workers() if job.workers is None else job.workers
+    ranges = job.ranges
+    loader = DataLoader(
+        _PoolImages(job.pool, backbone.preprocess),
+        batch_sampler=_ShardBatches(ranges, job.batch_size),
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=backbone.device.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    shards = ShardAssembler(job.writer, job.missing, backbone.dim, job.options["dtype"])
+    with Progress(job.total, unit="img", desc="extract", progress=job.progress) as bar:
+        for indices, images, bad in loader:
+            for i, err in bad:
+                shards.failed(job.pool, i, err)
+            if images is not None:
+                centers, counts, glob = encode_batch(backbone, images, indices, job.options)
+                for row, i in enumerate(indices):
+                    shards.add(i, centers[row, : counts[row]], glob[row])
+            bar.update(len(indices) + len(bad))

@@ -1,0 +1,76 @@
+"""Engine plumbing: the registry, the job's shard ranges, Ray actors rebuilding the backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from fakes import make_folder_pool
+from geal.backbones import create_backbone
+from geal.bank import BankWriter, make_manifest
+from geal.engines import ENGINES, ExtractJob, get_engine
+from geal.engines.ray import backbone_request
+from geal.errors import GealError
+from geal.extract import extract
+from geal.pools import open_pool
+
+
+def test_every_registered_engine_has_a_run_function() -> None:
+    assert set(ENGINES) == {"local", "ray"}
+    for name in ENGINES:
+        assert callable(get_engine(name))  # importing the ray module does not need Ray
+
+
+def test_unknown_engine_is_a_one_line_error_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(GealError, match=r"^unknown --engine 'spark'; use local or ray$"):
+        get_engine("spark")
+    pool = open_pool(make_folder_pool(tmp_path / "pool", 2).path)
+    with pytest.raises(GealError, match="unknown --engine"):
+        extract(pool, tmp_path / "bank", engine="spark", weights="random")
+    assert not (tmp_path / "bank").exists()
+
+
+def test_job_covers_exactly_the_missing_shards(tmp_path: Path) -> None:
+    writer = BankWriter(tmp_path, make_manifest({}, {}, n=10, dim=None, shard_size=4))
+    job = ExtractJob(
+        pool=None, backbone=None, writer=writer, missing=[0, 2], options={}, batch_size=3
+    )
+    assert job.ranges == [(0, 4), (8, 10)]
+    assert job.total == 6
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("test_vit", {"image_size": 64}), ("resnet18", {"image_size": 64, "stage": 2})],
+)
+def test_backbone_request_rebuilds_the_same_model(name: str, kwargs: dict[str, int]) -> None:
+    built = create_backbone(name, weights="random", device="cpu", **kwargs)
+    again = create_backbone(**backbone_request(built), device="cpu")
+    assert (again.name, again.kind, again.dim, again.preprocess) == (
+        built.name,
+        built.kind,
+        built.dim,
+        built.preprocess,
+    )
+    assert getattr(again, "stage", None) == getattr(built, "stage", None)
+    assert (again.weights_id, again.weights_sha256) == (built.weights_id, built.weights_sha256)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.equal(again(images).tokens, built(images).tokens)
+
+
+def test_backbone_request_fetches_hub_weights_by_name() -> None:
+    hub = SimpleNamespace(
+        name="dino_vits16",
+        weights_id="hub:vit_small_patch16_224.dino",
+        preprocess=SimpleNamespace(image_size=224),
+    )
+    assert backbone_request(hub) == {
+        "name": "dino_vits16",
+        "weights": None,
+        "image_size": 224,
+        "stage": None,
+    }
