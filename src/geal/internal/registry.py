@@ -36,6 +36,10 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def unregister(self, name: str) -> T:
+        """Remove and return the entry of ``name`` (a plugin replacing one, a test)."""
+        return self._entries.pop(name)
+
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@registry.decorator(name)`` registers the decorated object."""
 

@@ -1,7 +1,8 @@
 """Format name -> reader, plus ``auto`` detection.
 
 A reader is a function ``(path: Path, *, split: str | None) -> Pool``; a detector is a
-function ``(path: Path) -> bool`` that looks at the path without reading images.
+function ``(path: Path) -> bool`` that looks at the path without reading images. Each
+reader module registers itself when imported; ``geal.pools`` imports them all.
 
 Detection asks formats in ``priority`` order (lower first, ties in registration order),
 so a catch-all such as ``folder`` (any directory holding an image) is asked last no
@@ -10,13 +11,13 @@ matter which reader module happened to be imported first.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from geal.errors import PoolError
+from geal.internal.registry import Registry
 from geal.pools.base import Pool
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,7 @@ class Format:
     priority: int = 50
 
 
-FORMATS: dict[str, Format] = {}
-
-# Reader modules shipped with geal, imported for their registration side effect.
-_BUILTIN_MODULES = ("cifar", "idx", "voc", "coco", "listfile", "folder", "builtin")
+FORMATS: Registry[Format] = Registry("pool format", error=PoolError)
 
 
 def register_format(
@@ -55,29 +53,20 @@ def register_format(
     """
 
     def wrap(reader: Reader) -> Reader:
-        if name in FORMATS:
-            raise ValueError(f"pool format {name!r} registered twice")
-        FORMATS[name] = Format(name, reader, detect, help, priority)
+        FORMATS.register(name, Format(name, reader, detect, help, priority))
         return reader
 
     return wrap
 
 
-def _load_builtin() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(f"geal.pools.{module}")
-
-
 def detection_order() -> list[Format]:
     """Registered formats in the order ``auto`` asks them."""
-    _load_builtin()
     ranked = sorted(enumerate(FORMATS.values()), key=lambda pair: (pair[1].priority, pair[0]))
     return [fmt for _, fmt in ranked]
 
 
 def detect_format(path: str | Path) -> str:
     """Name of the first registered format that recognises ``path``."""
-    _load_builtin()
     p = Path(path)
     if not p.exists():
         raise PoolError(f"pool path {p} does not exist")
@@ -90,7 +79,7 @@ def detect_format(path: str | Path) -> str:
         if found:
             return fmt.name
     raise PoolError(
-        f"cannot tell the format of {p}; pass --format with one of: {', '.join(FORMATS)}"
+        f"cannot tell the format of {p}; pass --format with one of: {', '.join(f.name for f in detection_order())}"
     )
 
 
@@ -102,7 +91,6 @@ def open_pool(path: str | Path, format: str = "auto", *, split: str | None = Non
         format: registry name, or ``auto``.
         split: reader-specific subset (VOC image set name, IDX/CIFAR ``train``/``test``).
     """
-    _load_builtin()
     p = Path(path).expanduser()
     if not p.exists():
         raise PoolError(f"pool path {p} does not exist")
