@@ -293,3 +293,104 @@ def test_mapped_multi_shard_bank_ranks_as_in_memory(tmp_path: Path) -> None:
             assert steps >= 3 and released.count(0) == 1 + 2 * steps
     finally:
         _pruned.BUILD_ROWS = old
+
+
+def test_resuming_with_another_labeled_set_of_the_same_size_starts_afresh(
+    tmp_path: Path,
+) -> None:
+    bank = random_bank(7, 300, dim=16)
+    journal = tmp_path / "j"
+    # an interrupted run with labeled set A left 40 picks in the journal
+    select(bank, 40, "prob", seed=1, labeled=[0, 1, 2], run=RunSettings(journal=journal))
+    first = select(bank, 40, "prob", seed=1, labeled=[0, 1, 2]).order.tolist()
+    # the user now labels three other images, some of them among A's picks
+    other = first[:3]
+    resumed = select(bank, 80, "prob", seed=1, labeled=other, run=RunSettings(journal=journal))
+    fresh = select(bank, 80, "prob", seed=1, labeled=other)
+    assert not set(other) & set(resumed.order.tolist())
+    assert resumed.order.tolist() == fresh.order.tolist()
+
+
+def _tied_bank(seed: int, n: int, dim: int, directions: int, dup: int) -> PatternBank:
+    """Patterns drawn from a few directions (many exact ties), some images duplicated."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((directions, dim)).astype(np.float32)
+    counts = rng.integers(1, 5, size=n)
+    pats = base[rng.integers(0, directions, size=int(counts.sum()))]
+    pats = pats + 0.05 * rng.integers(-1, 2, size=pats.shape).astype(np.float32)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    for _ in range(dup):  # image b becomes an exact copy of image a (same count)
+        a, b = rng.choice(n, size=2, replace=False)
+        if counts[a] == counts[b]:
+            pats[offsets[b] : offsets[b + 1]] = pats[offsets[a] : offsets[a + 1]]
+    return PatternBank.from_arrays(pats, counts)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(150, 500),
+    dim=st.sampled_from([8, 24, 2048]),
+    directions=st.integers(2, 40),
+    dup=st.integers(0, 30),
+    group_size=st.sampled_from([2, 4, 16]),
+    strategy=st.sampled_from(["fds", "prob"]),
+    data=st.data(),
+)
+def test_pruned_engine_equals_plain_with_many_groups_duplicates_and_ties(
+    seed: int,
+    n: int,
+    dim: int,
+    directions: int,
+    dup: int,
+    group_size: int,
+    strategy: str,
+    data: st.DataObject,
+) -> None:
+    from geal.coverage import CoverageState, PrunedCoverage, greedy
+
+    bank = _tied_bank(seed, n, dim, directions, dup)
+    blocks = bank.pattern_blocks()
+    labeled = data.draw(st.lists(st.integers(0, n - 1), max_size=5, unique=True))
+    budget = data.draw(st.integers(1, min(60, n - len(labeled))))
+
+    def step(c: CoverageState, t: int, rng: np.random.Generator) -> int:
+        return int(c.farthest() if strategy == "fds" else c.draw(rng))
+
+    def run(cov: CoverageState) -> tuple[list[int], list[float]]:
+        p = greedy(cov, budget, step, strategy=strategy, seed=seed, labeled=labeled, params={})
+        return p.order.tolist(), p.radius.tolist()
+
+    pruned = PrunedCoverage(blocks, bank.counts, group_size=group_size, seed=seed)
+    assert pruned.g >= min(n, 150) // group_size // 2  # many groups, not one or two
+    assert run(pruned) == run(Coverage(blocks, bank.counts))
+
+
+@pytest.mark.parametrize("strategy", sorted(SAMPLERS))
+def test_a_sampler_that_would_exceed_memory_refuses_up_front(
+    strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bank = random_bank(3, 200, dim=16)
+    sampler = SAMPLERS[strategy]
+    from geal.sampling.base import BankShape
+
+    need = sampler.memory_bytes(BankShape(bank.n, bank.n_patterns, bank.dim), 10)
+    assert need > 0
+    monkeypatch.setenv("GEAL_MEMORY_LIMIT", str(need // 2))
+    with pytest.raises(SelectionError, match=f"strategy '{strategy}' needs about .* available"):
+        select(bank, 10, strategy)
+    monkeypatch.setenv("GEAL_MEMORY_LIMIT", str(need * 2))
+    assert len(select(bank, 10, strategy, run=RunSettings(progress=False))) == 10
+
+
+def test_memory_estimates_follow_the_chunk_and_the_pool() -> None:
+    from geal.sampling.base import BankShape
+
+    big = BankShape(200_000, 1_000_000, 384)
+    probcover = SAMPLERS["probcover"]
+    small_chunk = probcover.memory_bytes(big, 100, run=RunSettings(chunk=4096))
+    huge_chunk = probcover.memory_bytes(big, 100, run=RunSettings(chunk=65536))
+    assert huge_chunk - small_chunk > 40 * 2**30  # 65536^2 float32 blocks: tens of GiB
+    for name in SAMPLERS:  # every estimate grows with the pool
+        s = SAMPLERS[name]
+        assert s.memory_bytes(big, 100) > s.memory_bytes(BankShape(2000, 10_000, 384), 100)

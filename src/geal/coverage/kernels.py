@@ -241,18 +241,21 @@ def centre_distances(
     """e(q_j, c_g) for the few query rows and every centre, single-threaded.
 
     A tiny product: a threaded BLAS call costs more in synchronisation than in work
-    (milliseconds on a busy machine). float32 products, float64 result; the error is far
-    below E_MARGIN for distances above 0.1.
+    (milliseconds on a busy machine). Accumulated in float64: each product of a grid value
+    and a float32 centre component is exact in float64, and the sum's error stays below
+    1e-12 at any dimension, so e(q, c) is within E_MARGIN for distances above 0.1. (A
+    float32 sum is not: its error grows with the dimension and passes E_MARGIN near
+    1,700 dimensions, the size of 2048-channel CNN features.)
     """
     k, dim = q.shape
     g = centres.shape[0]
     out = np.empty((k, g), np.float64)
     for j in range(k):
         for c in range(g):
-            acc = np.float32(0.0)
+            acc = 0.0
             for i in range(dim):
-                acc += q[j, i] * centres[c, i]
-            v = np.float64(qsq[j]) + csq[c] - 2.0 * np.float64(acc)
+                acc += np.float64(q[j, i]) * np.float64(centres[c, i])
+            v = np.float64(qsq[j]) + csq[c] - 2.0 * acc
             out[j, c] = np.sqrt(v) if v > 0 else 0.0
     return out
 

@@ -10,6 +10,7 @@ draws from its own generator seeded by (seed, step), so no generator state needs
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -135,7 +136,15 @@ def greedy(
     order: list[int] = []
     radius: list[float] = []
     if journal is not None:
-        header = {"strategy": strategy, "seed": seed, "params": params, "labeled": len(labeled)}
+        # the labeled set itself, not its size: another set of the same size must not
+        # replay picks that may now be labeled
+        lab_key = hashlib.sha256(np.asarray(labeled, np.int64).tobytes()).hexdigest()[:16]
+        header = {
+            "strategy": strategy,
+            "seed": seed,
+            "params": params,
+            "labeled": [len(labeled), lab_key],
+        }
         header.update(journal_key or {})
         jr = Journal(journal, header)
         order, radius = jr.replay()

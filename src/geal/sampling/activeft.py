@@ -38,8 +38,8 @@ from geal.errors import SelectionError
 from geal.internal.progress import Progress
 from geal.internal.validation import check_scalar
 from geal.kmeans import add_rows
-from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
-from geal.sampling.features import global_pool, nearest_unused, unit
+from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.features import blocks_bytes, global_pool, nearest_unused, rows_bytes, unit
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -183,7 +183,17 @@ class ActiveFTParams(SamplerParams):
         check_scalar(self.batch_size, "batch_size", int, min_val=1, error=SelectionError)
 
 
-@register_sampler("activeft", ActiveFTParams)
+def _memory(shape: BankShape, budget: int, params: ActiveFTParams, run: RunSettings) -> int:
+    k = budget + shape.labeled
+    return (
+        rows_bytes(shape)
+        + blocks_bytes(min(run.chunk, shape.n), k, width=8)  # rows x centroids, float64
+        + 40 * k * shape.dim  # centroids and Adam's moments, float64; gradient
+        + 4 * min(params.batch_size, shape.n) * shape.dim  # the step's sample
+    )
+
+
+@register_sampler("activeft", ActiveFTParams, memory=_memory)
 def activeft(
     bank: PatternBank,
     budget: int,

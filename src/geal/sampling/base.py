@@ -26,6 +26,7 @@ import numpy as np
 
 from geal.coverage import DEFAULT_CHUNK, DISTANCES, PRUNE_CHOICES
 from geal.errors import SelectionError
+from geal.internal.memory import available_bytes, gib
 from geal.internal.registry import Registry
 from geal.internal.validation import check_choice, check_scalar
 
@@ -116,6 +117,16 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class BankShape:
+    """What a sampler's memory depends on: images, patterns, dimension, labeled images."""
+
+    n: int
+    patterns: int
+    dim: int
+    labeled: int = 0
+
+
+@dataclass(frozen=True)
 class SamplerParams:
     """Hyperparameters of one sampler: subclasses are frozen dataclasses that check their
     values in ``__post_init__``. This base has none (``random``, ``fds``, ``prob``...)."""
@@ -141,17 +152,46 @@ class SamplerFn(Protocol[P]):  # type: ignore[misc]
     ) -> Ranking: ...
 
 
+MemoryFn = Callable[[BankShape, int, Any, RunSettings], int]
+
+
+def no_memory(shape: BankShape, budget: int, params: Any, run: RunSettings) -> int:
+    """The estimate of a sampler that holds nothing worth counting."""
+    return 0
+
+
 @dataclass(frozen=True)
 class Sampler(Generic[P]):
-    """A registered sampler: its function and the dataclass of its hyperparameters.
+    """A registered sampler: its function, the dataclass of its hyperparameters and the
+    estimate of the memory it needs.
 
     Calling it (``SAMPLERS["strata"](bank, 20, seed=0, pick="centre")``) validates the
-    hyperparameters given as keywords, then runs the function.
+    hyperparameters given as keywords, refuses up front when the memory it would need
+    exceeds what the machine has, then runs the function.
     """
 
     name: str
     fn: Callable[..., Ranking]
     params_type: type[P]
+    memory: MemoryFn = no_memory
+
+    def memory_bytes(
+        self, shape: BankShape, budget: int, params: P | None = None, run: RunSettings | None = None
+    ) -> int:
+        """About the peak bytes a selection of ``budget`` takes beyond the bank itself."""
+        return int(self.memory(shape, budget, params or self.params(), run or RunSettings()))
+
+    def check_memory(self, shape: BankShape, budget: int, params: P, run: RunSettings) -> None:
+        """Refuse with one line when the estimate exceeds the available memory."""
+        need = self.memory_bytes(shape, budget, params, run)
+        have = available_bytes()
+        if have is not None and need > have:
+            raise SelectionError(
+                f"strategy {self.name!r} needs about {gib(need)} for {shape.n:,} images "
+                f"({shape.patterns:,} patterns of {shape.dim} dims) and budget {budget:,}, "
+                f"but {gib(have)} is available; lower --chunk (now {run.chunk:,}) or use "
+                "another strategy (docs/scale.md lists each one's memory)"
+            )
 
     def params(self, **values: Any) -> P:
         """The validated hyperparameters; an unknown name is a :class:`SelectionError`."""
@@ -177,14 +217,19 @@ class Sampler(Generic[P]):
     ) -> Ranking:
         check_choice(distance, "--distance", DISTANCES, error=SelectionError)
         check_scalar(seed, "--seed", int, min_val=0, error=SelectionError)
+        check_scalar(budget, "budget", int, error=SelectionError)
+        hyper = self.params(**params)
+        run = run or RunSettings()
+        shape = BankShape(bank.n, bank.n_patterns, bank.dim, len(set(labeled or ())))
+        self.check_memory(shape, budget, hyper, run)
         return self.fn(
             bank,
             budget,
             seed=int(seed),
             labeled=labeled,
             distance=distance,
-            params=self.params(**params),
-            run=run or RunSettings(),
+            params=hyper,
+            run=run,
         )
 
 
@@ -192,13 +237,14 @@ SAMPLERS: Registry[Sampler[Any]] = Registry("strategy", error=SelectionError)
 
 
 def register_sampler(
-    name: str, params: type[SamplerParams] = SamplerParams
+    name: str, params: type[SamplerParams] = SamplerParams, *, memory: MemoryFn = no_memory
 ) -> Callable[[Callable[..., Ranking]], Callable[..., Ranking]]:
     """Decorator adding a sampler function to :data:`SAMPLERS` under ``name``, with the
-    dataclass of its hyperparameters."""
+    dataclass of its hyperparameters and the estimate of its memory (bytes beyond the
+    bank, see :class:`BankShape`)."""
 
     def wrap(fn: Callable[..., Ranking]) -> Callable[..., Ranking]:
-        SAMPLERS.register(name, Sampler(name, fn, params))
+        SAMPLERS.register(name, Sampler(name, fn, params, memory))
         return fn
 
     return wrap

@@ -22,7 +22,7 @@ from geal.coverage import DEFAULT_CHUNK, DISTANCES, check_budget
 from geal.errors import SelectionError
 from geal.internal.validation import check_scalar
 from geal.kmeans.rows import sq_dist, sq_norms
-from geal.sampling.base import SamplerParams
+from geal.sampling.base import BankShape, SamplerParams
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -93,6 +93,17 @@ def global_pool(
     is_lab[lab_rows[lab_rows >= 0]] = True
     check_budget(int(index.size - is_lab.sum()), budget)
     return GlobalPool(x, index, is_lab, distance)
+
+
+def rows_bytes(shape: BankShape) -> int:
+    """Peak bytes of the rows a global-feature sampler works on: the float16 shards read
+    into float32, the readable rows' copy and their unit-length copy (3 x N x D x 4)."""
+    return 12 * shape.n * shape.dim + 16 * shape.n
+
+
+def blocks_bytes(chunk: int, cols: int, width: int = 4, alive: int = 3) -> int:
+    """Bytes of ``alive`` blocks of ``chunk`` x ``cols`` products of ``width`` bytes."""
+    return alive * width * chunk * max(1, cols)
 
 
 def unit(x: np.ndarray) -> np.ndarray:

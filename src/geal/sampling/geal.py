@@ -19,8 +19,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geal.coverage import Coverage, CoverageState, PrunedCoverage, greedy, make_coverage
-from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
+from geal.coverage import (
+    PRUNE_MIN_PATTERNS,
+    Coverage,
+    CoverageState,
+    PrunedCoverage,
+    greedy,
+    make_coverage,
+)
+from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -35,6 +42,25 @@ def pattern_coverage(
         bank.pattern_blocks(), bank.counts, distance=distance, device=run.device,
         chunk=run.chunk, prune=run.prune, release=bank.release_block,
     )  # fmt: skip
+
+
+def coverage_bytes(shape: BankShape, run: RunSettings, *, vectors: int | None = None) -> int:
+    """Peak bytes of the coverage state over ``vectors`` (default: the patterns): the grid
+    copy (2 bytes a component) and per-vector state, plain or pruned as ``run.prune`` and
+    the size decide (see :func:`geal.coverage.make_coverage`)."""
+    m = shape.patterns if vectors is None else vectors
+    queries = max(1, shape.labeled) * max(1, m // max(shape.n, 1))  # labeled patterns
+    blocks = min(run.chunk, m) * (4 * shape.dim + 8 * queries)  # rows against them
+    pruned = run.prune == "on" or (
+        run.prune == "auto" and run.device in ("cpu", "auto") and m >= PRUNE_MIN_PATTERNS
+    )
+    per = 56 if pruned else 16  # d, norms or |p|^2 and e(p, c), order, owner, changes
+    sample = 4 * shape.dim * min(m, 100_000) if pruned else 0
+    return 2 * m * shape.dim + per * m + 16 * shape.n + blocks + sample
+
+
+def _memory(shape: BankShape, budget: int, params: SamplerParams, run: RunSettings) -> int:
+    return coverage_bytes(shape, run)
 
 
 def _run(
@@ -72,7 +98,7 @@ def _run(
     return Ranking(picks.order, picks.radius, name, seed, ranked)
 
 
-@register_sampler("fds")
+@register_sampler("fds", memory=_memory)
 def fds(
     bank: PatternBank,
     budget: int,
@@ -87,7 +113,7 @@ def fds(
     return _run("fds", bank, budget, seed, labeled, distance, run)
 
 
-@register_sampler("prob")
+@register_sampler("prob", memory=_memory)
 def prob(
     bank: PatternBank,
     budget: int,

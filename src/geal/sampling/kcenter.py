@@ -15,13 +15,15 @@ on the same exact coverage engine (identical rankings across devices and chunk s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from geal.coverage import DEFAULT_CHUNK, Coverage, CoverageState, greedy
-from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.geal import coverage_bytes
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -36,7 +38,13 @@ def global_coverage(
     return Coverage([feats], valid.astype(np.int64), distance=distance, device=device, chunk=chunk)
 
 
-@register_sampler("kcenter")
+def _memory(shape: BankShape, budget: int, params: SamplerParams, run: RunSettings) -> int:
+    # the global features read as float32 (twice at the peak) and a coverage over them
+    flat = BankShape(shape.n, shape.n, shape.dim, shape.labeled)
+    return 8 * shape.n * shape.dim + coverage_bytes(flat, dataclasses.replace(run, prune="off"))
+
+
+@register_sampler("kcenter", memory=_memory)
 def kcenter(
     bank: PatternBank,
     budget: int,

@@ -37,6 +37,7 @@ the CPU: the same inputs and seed give the same ranking.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 from collections.abc import Sequence
@@ -50,7 +51,8 @@ from geal.coverage import DEFAULT_CHUNK, Coverage, CoverageState, greedy
 from geal.coverage.kernels import kernel_gains
 from geal.errors import SelectionError
 from geal.internal.validation import check_scalar
-from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.geal import coverage_bytes
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -214,7 +216,13 @@ class KernelCoverParams(SamplerParams):
         check_scalar(self.cache_mb, "cache_mb", float, min_val=0, error=SelectionError)
 
 
-@register_sampler("kernelcover", KernelCoverParams)
+def _memory(shape: BankShape, budget: int, params: KernelCoverParams, run: RunSettings) -> int:
+    cache = min(int(params.cache_mb * 2**20), 4 * shape.n * params.sample)  # dot products
+    sample = 8 * params.sample * shape.dim + 16 * shape.n  # client rows, gains
+    return coverage_bytes(shape, dataclasses.replace(run, prune="off")) + cache + sample
+
+
+@register_sampler("kernelcover", KernelCoverParams, memory=_memory)
 def kernelcover(
     bank: PatternBank,
     budget: int,

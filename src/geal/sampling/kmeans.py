@@ -22,8 +22,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from geal.kmeans import kmeans
-from geal.sampling.base import Ranking, RunSettings, register_sampler
-from geal.sampling.features import KMeansSettings, global_pool, nearest_unused
+from geal.sampling.base import BankShape, Ranking, RunSettings, register_sampler
+from geal.sampling.features import (
+    KMeansSettings,
+    blocks_bytes,
+    global_pool,
+    nearest_unused,
+    rows_bytes,
+)
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -31,7 +37,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@register_sampler("kmeans", KMeansSettings)
+def _memory(shape: BankShape, budget: int, params: KMeansSettings, run: RunSettings) -> int:
+    k = budget + shape.labeled
+    return (
+        rows_bytes(shape)
+        + blocks_bytes(min(run.chunk, shape.n), min(run.chunk, k))  # rows x centres products
+        + 24 * k * shape.dim  # centres (float32), their sums (float64), the previous ones
+        + 24 * shape.n  # labels, distances
+    )
+
+
+@register_sampler("kmeans", KMeansSettings, memory=_memory)
 def kmeans_sampler(
     bank: PatternBank,
     budget: int,

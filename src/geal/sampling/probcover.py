@@ -36,8 +36,8 @@ from geal.coverage import step_rng
 from geal.errors import SelectionError
 from geal.internal.validation import check_scalar
 from geal.kmeans import kmeans, sq_norms
-from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
-from geal.sampling.features import global_pool
+from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.features import blocks_bytes, global_pool, rows_bytes
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -217,7 +217,18 @@ class ProbCoverParams(SamplerParams):
                 raise SelectionError("probcover: candidate deltas must be positive")
 
 
-@register_sampler("probcover", ProbCoverParams)
+def _memory(shape: BankShape, budget: int, params: ProbCoverParams, run: RunSettings) -> int:
+    # pool x pool blocks (purity, graph) and, at most, the graph's max_edges edges
+    # (two int32 lists, their concatenations and the sort order: about 24 bytes an edge)
+    return (
+        rows_bytes(shape)
+        + blocks_bytes(min(run.chunk, shape.n), min(run.chunk, shape.n))
+        + 24 * params.max_edges
+        + 32 * shape.n
+    )
+
+
+@register_sampler("probcover", ProbCoverParams, memory=_memory)
 def probcover(
     bank: PatternBank,
     budget: int,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from geal.bank import PatternBank
 
 
-@register_sampler("random")
+@register_sampler("random", memory=lambda shape, budget, params, run: 16 * shape.n)
 def random(
     bank: PatternBank,
     budget: int,

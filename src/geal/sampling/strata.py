@@ -89,8 +89,8 @@ from geal.coverage import to_grid
 from geal.errors import SelectionError
 from geal.internal.validation import check_choice, check_scalar
 from geal.kmeans.spherical import BLOCK, grid_lloyd, grid_two_means
-from geal.sampling.base import Ranking, RunSettings, SamplerParams, register_sampler
-from geal.sampling.features import global_pool
+from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
+from geal.sampling.features import global_pool, rows_bytes
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -288,7 +288,18 @@ class StrataParams(SamplerParams):
         check_scalar(self.n_init, "n_init", int, min_val=1, error=SelectionError)
 
 
-@register_sampler("strata", StrataParams)
+def _memory(shape: BankShape, budget: int, params: StrataParams, run: RunSettings) -> int:
+    k = budget + shape.labeled
+    return (
+        rows_bytes(shape)
+        + 4 * shape.n * shape.dim  # the grid copy
+        + 2 * 4 * BLOCK  # similarity blocks
+        + 24 * k * shape.dim  # centres and their sums, the best cut's
+        + 48 * shape.n  # cells, similarities, scores, order
+    )
+
+
+@register_sampler("strata", StrataParams, memory=_memory)
 def strata(
     bank: PatternBank,
     budget: int,

@@ -33,8 +33,14 @@ import numpy as np
 from geal.errors import SelectionError
 from geal.internal.validation import check_scalar
 from geal.kmeans import kmeans
-from geal.sampling.base import Ranking, RunSettings, register_sampler
-from geal.sampling.features import KMeansSettings, global_pool, knn_mean_dist
+from geal.sampling.base import BankShape, Ranking, RunSettings, register_sampler
+from geal.sampling.features import (
+    KMeansSettings,
+    blocks_bytes,
+    global_pool,
+    knn_mean_dist,
+    rows_bytes,
+)
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -70,7 +76,18 @@ class TypiClustParams(KMeansSettings):
         check_scalar(self.knn, "knn", int, min_val=1, error=SelectionError)
 
 
-@register_sampler("typiclust", TypiClustParams)
+def _memory(shape: BankShape, budget: int, params: TypiClustParams, run: RunSettings) -> int:
+    k = min(budget + shape.labeled, params.max_clusters)
+    return (
+        rows_bytes(shape)
+        # k-NN blocks within a cluster
+        + blocks_bytes(min(run.chunk, shape.n), min(run.chunk, shape.n))
+        + 24 * k * shape.dim
+        + 24 * shape.n
+    )
+
+
+@register_sampler("typiclust", TypiClustParams, memory=_memory)
 def typiclust(
     bank: PatternBank,
     budget: int,
