@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from _common import machine
+from geal.evaluate.composites import build_composite_pool
 from geal.evaluate.detection import (
     DetectionSet,
     DetectorRecipe,
-    build_composite_pool,
     detection_coverage,
     downstream_map,
     load_detection_set,

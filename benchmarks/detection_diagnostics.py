@@ -24,7 +24,8 @@ from scipy.stats import spearmanr
 
 from geal.backbones import create_backbone
 from geal.bank import PatternBank
-from geal.evaluate.detection import BACKGROUND_PHOTOS, load_instances
+from geal.evaluate.composites import BACKGROUND_PHOTOS
+from geal.evaluate.detection import load_instances
 from geal.patterns import attention_filter
 from geal.pools import open_pool
 

@@ -10,12 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from geal.evaluate.composites import FASHION_MNIST_CLASSES, build_composite_pool, class_weights
 from geal.evaluate.detection import (
-    FASHION_MNIST_CLASSES,
     DetectorRecipe,
     Instances,
-    build_composite_pool,
-    class_weights,
     detection_coverage,
     evaluate_map,
     load_detection_set,
