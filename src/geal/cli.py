@@ -366,11 +366,19 @@ def cmd_extract(a: argparse.Namespace) -> int:
     return 0
 
 
+def _print_replaced(out: Any, removed: list[str]) -> None:
+    if removed:
+        more = f" and {len(removed) - 10} more" if len(removed) > 10 else ""
+        print(f"replaced the earlier selection in {out}; removed {', '.join(removed[:10])}{more}")
+
+
 def cmd_select(a: argparse.Namespace) -> int:
     from geal.bank import PatternBank
-    from geal.pipeline import parse_budgets, pool_of_bank, read_labeled, run_selection
+    from geal.pipeline import parse_budgets, read_labeled, run_selection
+    from geal.selection import check_out_dir, pool_of_bank
 
     budgets = parse_budgets(a.budget, a.budgets)
+    check_out_dir(a.out)
     bank = PatternBank.open(a.bank)
     pool = pool_of_bank(bank, a.pool)
     labeled = read_labeled(a.labeled, pool) if a.labeled else None
@@ -391,6 +399,7 @@ def cmd_select(a: argparse.Namespace) -> int:
         progress=False if a.quiet else None,
         extra={"bank": str(Path(a.bank).resolve())},
     )
+    _print_replaced(a.out, res.removed)
     print(
         f"selected {max(budgets)} of {bank.n} images with {a.strategy} in {res.seconds:.1f} s -> {a.out}"
     )
@@ -407,30 +416,17 @@ def _write_report(a: argparse.Namespace, pool: Any, bank: Any) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from geal.bank import PatternBank
-    from geal.errors import SelectionError
-    from geal.export import EXPORTERS
-    from geal.pipeline import pool_of_bank, read_selection
-    from geal.pools import open_pool
+    from geal.pipeline import export_selection
 
-    meta, ranking = read_selection(a.dir)
-    if a.pool:
-        pool = open_pool(a.pool, a.format)
-    else:
-        bank_path = meta.get("bank")
-        if bank_path and Path(bank_path).exists():
-            pool = pool_of_bank(PatternBank.open(bank_path))
-        else:
-            info = meta.get("pool", {})
-            pool = open_pool(info.get("root"), info.get("format", "auto"))
-    budgets = [a.budget] if a.budget else list(meta.get("budgets") or [len(ranking)])
-    out = Path(a.out) if a.out else Path(a.dir)
-    written = []
-    for fmt in _to_list(a.to):
-        if fmt not in EXPORTERS:
-            raise SelectionError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}")
-        for b in budgets:
-            written += EXPORTERS[fmt](pool, ranking, b, out, name=a.name)
+    written = export_selection(
+        a.dir,
+        _to_list(a.to),
+        budget=a.budget,
+        pool_path=a.pool,
+        fmt=a.format,
+        name=a.name,
+        out=a.out,
+    )
     for f in written:
         print(f)
     return 0
@@ -440,8 +436,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     from geal.extract import extract
     from geal.pipeline import parse_budgets, read_labeled, run_selection
     from geal.pools import open_pool
+    from geal.selection import check_out_dir
 
     budgets = parse_budgets(a.budget, a.budgets)
+    check_out_dir(a.out)  # before the forward pass, not after it
     pool = open_pool(a.pool, a.format, split=a.split)
     if max(budgets) > len(pool):
         from geal.errors import SelectionError
@@ -469,6 +467,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         extra={"bank": str(summary.bank), "extract_seconds": round(summary.seconds, 3)},
     )
     print(f"select: {max(budgets)} of {bank.n} images with {a.strategy} in {res.seconds:.1f} s")
+    _print_replaced(a.out, res.removed)
     for f in res.files:
         print(f"wrote {f}")
     if a.report:

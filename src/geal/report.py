@@ -72,41 +72,6 @@ class _Thumb:
 # ----------------------------------------------------------------------------- inputs
 
 
-def _open_bank(meta: dict[str, Any], bank: PatternBank | None) -> PatternBank | None:
-    from geal.bank import PatternBank
-
-    if bank is None:
-        path = meta.get("bank")
-        if not path or not Path(path).exists():
-            log.warning("the bank of this selection is not at %r; no map or random pick", path)
-            return None
-        bank = PatternBank.open(path)
-    want = meta.get("bank_manifest_hash")
-    if want and bank.manifest_hash() != want:
-        raise GealError(
-            f"bank {bank.root or '(in memory)'} is not the one this selection was made from; "
-            "pass the right bank (--bank)"
-        )
-    return bank
-
-
-def _open_pool(meta: dict[str, Any], bank: PatternBank | None, pool: Pool | None) -> Pool:
-    from geal.pipeline import pool_of_bank
-    from geal.pools import open_pool
-
-    if pool is not None:
-        return pool
-    info = meta.get("pool") or {}
-    try:
-        if bank is not None and bank.manifest.get("pool", {}).get("root"):
-            return pool_of_bank(bank)
-        if not info.get("root"):
-            raise GealError("this selection does not record its pool")
-        return open_pool(info["root"], info.get("format", "auto"), split=info.get("split"))
-    except GealError as e:
-        raise GealError(f"cannot open the selection's pool: {e}; pass --pool PATH") from None
-
-
 def _label_name(pool: Pool, label: int | None) -> str | None:
     if label is None:
         return None
@@ -550,8 +515,8 @@ def write_report(
             (UMAP when importable, else PCA).
         progress: progress bars while reading images (default: when on a terminal).
     """
-    from geal.pipeline import read_selection
     from geal.sampling import select
+    from geal.selection import open_selection_bank, open_selection_pool, read_selection
 
     try:
         import matplotlib  # noqa: F401
@@ -561,9 +526,14 @@ def write_report(
         raise GealError(f"unknown projection {projection!r}; use {', '.join(PROJECTIONS)}")
     t0 = time.perf_counter()
     sel_dir = Path(selection_dir)
-    meta, ranking = read_selection(sel_dir)
-    bank = _open_bank(meta, bank)
-    pool = _open_pool(meta, bank, pool)
+    meta, ranking = read_selection(sel_dir, budget)
+    bank = open_selection_bank(meta, bank)
+    if bank is None:
+        log.warning(
+            "the bank of this selection is not at %r; no map or random pick", meta.get("bank")
+        )
+    if pool is None:
+        pool = open_selection_pool(meta, bank=bank)
     budgets = [int(b) for b in meta.get("budgets") or [len(ranking)]]
     budget = int(budget or max(budgets))
     picks = ranking.selection(budget)
@@ -571,7 +541,7 @@ def write_report(
         raise GealError(f"the selection names image {int(picks.max())}; the pool has {len(pool)}")
     radius = ranking.radius[:budget]
     seed = int(meta.get("seed", 0))
-    distance = str((meta.get("params") or {}).get("distance", "cosine"))
+    distance = str((ranking.params or {}).get("distance", "cosine"))
     cap = budget if max_thumbs is None else min(budget, max(0, int(max_thumbs)))
 
     # the random pick: the `random` sampler, same size, same seed (next seed if the
@@ -635,7 +605,11 @@ def write_report(
     if row:
         sections.append(f'<div class="row">{"".join(row)}</div>')
 
-    section("settings", "Settings and timings", _settings(meta, bank, time.perf_counter() - t0))
+    section(
+        "settings",
+        "Settings and timings",
+        _settings(meta, ranking.params, bank, time.perf_counter() - t0),
+    )
     section("table", "All picks", _pick_table(pool, picks, radius))
 
     pool_info = meta.get("pool") or {}
@@ -775,12 +749,14 @@ def _curve_note(
     return _e(text)
 
 
-def _settings(meta: dict[str, Any], bank: PatternBank | None, seconds: float) -> str:
+def _settings(
+    meta: dict[str, Any], params: dict[str, Any], bank: PatternBank | None, seconds: float
+) -> str:
     pool = meta.get("pool") or {}
     run = [
         ("strategy", meta.get("strategy")),
         ("seed", meta.get("seed")),
-        ("params", meta.get("params")),
+        ("params", params),
         ("budgets", meta.get("budgets")),
         ("nested budgets", meta.get("nested")),
         ("already labeled", meta.get("labeled")),

@@ -17,10 +17,11 @@ from fakes import make_idx
 from geal.bank import BankWriter, PatternBank
 from geal.cli import main
 from geal.errors import GealError
-from geal.pipeline import read_selection, run_selection
+from geal.pipeline import run_selection
 from geal.pools import Pool, open_pool
 from geal.report import MAX_THUMBS, SIZE_BUDGET, knee, write_report
 from geal.sampling import select
+from geal.selection import read_selection
 
 pytest.importorskip("matplotlib")
 

@@ -22,6 +22,7 @@ from geal.errors import SelectionError
 from geal.internal.cache import cache_root
 from geal.pools.base import Pool
 from geal.sampling import DEFAULT_STRATEGY
+from geal.selection import check_out_dir
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def run_demo(
         raise SelectionError(f"--budget must be at least 1, not {budget}")
     timings: dict[str, float] = {}
     out = Path(out)
+    check_out_dir(out)  # before the forward pass, not after it
 
     t0 = time.perf_counter()
     images = open_demo_pool(pool, limit=limit)
