@@ -530,7 +530,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         f"(of {cov(r.total.classes, r.total.sources)} in the pool)"
     )
     print(
-        f"  random:   {cov(r.random.classes, r.random.sources)} (seed {r.seed}); "
+        f"  random:   {cov(r.random.classes, r.random.sources)} (seed {r.random_seed}); "
         f"median of {len(r.random_runs)} random picks {cov(med_classes, med_sources)}"
     )
     lists = [f for f in r.files if f.suffix in (".txt", ".json", ".csv")]
