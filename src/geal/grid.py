@@ -14,7 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_CHUNK = 4096  # rows per block of a distance product, everywhere in selection
+from geal.defaults import DEFAULT_CHUNK
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "GRID",
+    "QUANT_ROWS",
+    "WSCALE",
+    "WSHIFT",
+    "grid_f32",
+    "quantize",
+    "to_grid",
+]
+
 GRID = 2048.0  # 2^11: unit-vector components are multiples of 1/GRID
 WSCALE = 4194304.0  # 2^22: cosine distances are multiples of 1/WSCALE
 WSHIFT = 16  # D^2 weight = (d * 2^22)^2 >> 16 < 2^32 for d < 4

@@ -1,14 +1,13 @@
 """The jobs behind the CLI: extract (cached), select, export, as library functions.
 
-``cli.py`` only parses arguments and prints; everything it runs lives here so that a
+The ``geal.cli`` package only parses arguments and prints; everything it runs lives
+here (and in :mod:`geal.selection`, which owns the selection directory) so that a
 notebook or a pipeline can do exactly what the command line does.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,17 +15,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from geal.bank import PatternBank
-from geal.coverage import DEFAULT_CHUNK
-from geal.errors import GealError, PoolError, SelectionError
-from geal.pools import Pool, open_pool
+from geal.errors import PoolError, SelectionError
+from geal.export import EXPORTERS, check_formats
+from geal.grid import DEFAULT_CHUNK
+from geal.pools import Pool
 from geal.sampling import DEFAULT_STRATEGY, SAMPLERS, Ranking, RunSettings, select
+from geal.selection import (
+    RANKING_CSV,
+    check_out_dir,
+    journal_path,
+    open_selection_pool,
+    read_selection,
+    write_selection,
+)
 
 log = logging.getLogger(__name__)
-
-JOURNAL = ".ranking.journal"
 
 
 def parse_budgets(budget: int | None, budgets: str | Sequence[int] | None) -> list[int]:
@@ -69,29 +73,22 @@ def read_labeled(path: str | Path, pool: Pool) -> list[int]:
     return out
 
 
-def pool_of_bank(bank: PatternBank, pool_path: str | Path | None = None, fmt: str = "auto") -> Pool:
-    """Reopen the pool a bank was made from (or ``pool_path``), checking it still matches."""
-    info = bank.manifest.get("pool", {})
-    root = pool_path or info.get("root")
-    if not root:
-        raise GealError("this bank does not record its pool; pass --pool PATH")
-    pool = open_pool(
-        root, info.get("format", fmt) if pool_path is None else fmt, split=info.get("split")
-    )
-    if info.get("limit"):  # the bank was made from the pool's first images
-        pool = pool.head(int(info["limit"]))
-    if len(pool) != bank.n:
-        raise GealError(f"pool {root} has {len(pool)} images but the bank has {bank.n}; re-extract")
-    if info.get("fingerprint") and pool.fingerprint() != info["fingerprint"]:
-        log.warning("pool %s changed since the bank was made; ids are matched by position", root)
-    return pool
-
-
 @dataclass
 class SelectionResult:
+    """What :func:`run_selection` did.
+
+    Attributes:
+        rankings: the ranking of each budget (only the largest when it nests).
+        files: every file written, ``selection.json`` last.
+        seconds: time spent ranking.
+        removed: files of an earlier selection at ``out`` that the new one replaced
+            and does not have.
+    """
+
     rankings: dict[int, Ranking]
     files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    removed: list[str] = field(default_factory=list)
 
     @property
     def ranking(self) -> Ranking:
@@ -117,24 +114,19 @@ def run_selection(
     extra: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
 ) -> SelectionResult:
-    """Rank the pool, then write ranking.csv, selection.json and the asked split files.
+    """Rank the pool, then write the selection directory ``out`` (see :mod:`geal.selection`).
 
     Nested samplers run once at the largest budget and every smaller budget is a prefix;
-    the others run once per budget.
+    the others run once per budget and each budget keeps its own ranking. The largest
+    budget's selection journals its picks beside ``out``, so an interrupted run resumes
+    where it stopped; the journal is removed once the selection is written.
     """
-    from geal.export import EXPORTERS, write_selection_json
-
     if strategy not in SAMPLERS:
         raise SelectionError(f"unknown strategy {strategy!r}; known: {', '.join(sorted(SAMPLERS))}")
-    for fmt in to:
-        if fmt not in EXPORTERS or fmt == "csv":
-            raise SelectionError(
-                f"unknown export format {fmt!r}; known: {', '.join(k for k in EXPORTERS if k != 'csv')}"
-            )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_formats(to, exclude=("csv",))
+    check_out_dir(out)
     t0 = time.perf_counter()
-    journal = out / JOURNAL
+    journal = journal_path(out)
     run = RunSettings(device=device, chunk=chunk, prune=prune, progress=progress)
     logged = dataclasses.replace(run, journal=journal, journal_key={"bank": bank.manifest_hash()})
     params = dict(params or {})
@@ -155,51 +147,64 @@ def run_selection(
                 bank, b, strategy, seed=seed, labeled=labeled, distance=distance, run=run, **params
             )
     seconds = time.perf_counter() - t0
-    files: list[Path] = []
-    files += EXPORTERS["csv"](pool, top, len(top), out, name=name)
-    for b in budgets:
-        r = rankings.get(b, top)
-        for fmt in to:
-            files += EXPORTERS[fmt](pool, r, b, out, name=name)
     info = {"select_seconds": round(seconds, 3), "labeled": len(labeled or [])}
     info.update(extra or {})
-    files.append(
-        write_selection_json(
-            out,
-            top,
-            budgets,
-            bank_manifest_hash=bank.manifest_hash(),
-            pool=pool,
-            extra=info,
-            files=files,
-        )
+    written = write_selection(
+        out,
+        pool,
+        rankings,
+        budgets,
+        to=to,
+        name=name,
+        bank_manifest_hash=bank.manifest_hash(),
+        extra=info,
     )
     journal.unlink(missing_ok=True)
-    return SelectionResult(rankings, files, seconds)
+    return SelectionResult(rankings, written.files, seconds, written.removed)
 
 
-def read_selection(out: str | Path) -> tuple[dict[str, Any], Ranking]:
-    """Read back ``selection.json`` and ``ranking.csv`` written by :func:`run_selection`."""
-    out = Path(out)
-    sel_path, csv_path = out / "selection.json", out / "ranking.csv"
-    for p in (sel_path, csv_path):
-        if not p.exists():
-            raise GealError(f"{out} holds no selection ({p.name} missing); run `geal select` first")
-    try:
-        meta = json.loads(sel_path.read_text())
-        with open(csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        order = np.array([int(r["index"]) for r in rows], np.int64)
-        radius = np.array([float(r["radius"]) if r["radius"] else np.nan for r in rows], np.float32)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise GealError(f"cannot read the selection in {out}: {e}") from None
-    ranking = Ranking(
-        order,
-        radius,
-        meta.get("strategy", "?"),
-        int(meta.get("seed", 0)),
-        meta.get("params", {}),
-        bool(meta.get("nested", True)),
-        meta.get("why_not_nested"),
-    )
-    return meta, ranking
+def export_selection(
+    selection_dir: str | Path,
+    to: Sequence[str],
+    *,
+    budget: int | None = None,
+    pool_path: str | Path | None = None,
+    fmt: str = "auto",
+    name: str = "geal",
+    out: str | Path | None = None,
+) -> list[Path]:
+    """Write split files for a selection made earlier; return the files.
+
+    Args:
+        selection_dir: directory written by :func:`run_selection`.
+        to: formats (registered exporters).
+        budget: the budget to export (default: every budget of the selection).
+        pool_path, fmt: the pool, if it moved since the selection (default: reopened
+            from what ``selection.json`` records).
+        name: name used in split file names.
+        out: where to write (default: the selection directory). ``csv`` rewrites no
+            file there: the directory holds the ranking of every budget already.
+    """
+    formats = check_formats(to)
+    meta, _ = read_selection(selection_dir)
+    budgets = [int(budget)] if budget else [int(b) for b in meta.get("budgets") or []]
+    rankings = {b: read_selection(selection_dir, b)[1] for b in budgets}
+    if not budgets:  # a selection.json without budgets: its whole ranking
+        _, whole = read_selection(selection_dir)
+        budgets, rankings = [len(whole)], {len(whole): whole}
+    pool = open_selection_pool(meta, pool_path=pool_path, fmt=fmt)
+    target = Path(out) if out is not None else Path(selection_dir)
+    in_place = target.resolve() == Path(selection_dir).resolve()
+    written: list[Path] = []
+    for f in formats:
+        if f == "csv":  # the ranking of the largest budget asked: that of every smaller one
+            b = budgets[-1]
+            if in_place:
+                files = meta.get("rankings") or {}
+                written.append(target / files.get(str(b), RANKING_CSV))
+            else:
+                written += EXPORTERS[f](pool, rankings[b], b, target, name=name)
+            continue
+        for b in budgets:
+            written += EXPORTERS[f](pool, rankings[b], b, target, name=name)
+    return written

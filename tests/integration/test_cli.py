@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,89 @@ def test_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None
             if s.startswith("--") and "  " not in s and not s.endswith(","):
                 nxt = text.splitlines()[text.splitlines().index(line) + 1].strip()
                 assert nxt and not nxt.startswith("-"), f"option without help: {s}"
+
+
+def test_out_that_is_a_file_fails_before_the_forward_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geal.extract
+
+    def no_extraction(*args: object, **kwargs: object) -> None:
+        raise AssertionError("extraction ran although --out cannot be written")
+
+    monkeypatch.setattr(geal.extract, "extract", no_extraction)
+    pool = make_folder_pool(tmp_path / "pool", 6).path
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    fails_cleanly(
+        capsys, ["run", str(pool), "--budget", "5", "--out", str(notes), *TINY], "is a file"
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(b"keep")
+    fails_cleanly(
+        capsys,
+        ["run", str(pool), "--budget", "5", "--out", str(photos), *TINY],
+        "holds other files and no selection",
+    )
+    assert notes.read_text() == "mine" and [p.name for p in photos.iterdir()] == ["cat.jpg"]
+    assert not (tmp_path / "cache").exists()  # no bank was made
+
+
+def test_every_budget_of_a_non_nested_selection_exports_and_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = make_folder_pool(tmp_path / "pool", 64)
+    out = tmp_path / "sel"
+    argv = ["run", str(fake.path), "--budgets", "10,30,60", "--to", "indices", "--out", str(out)]
+    assert main([*argv, *TINY]) == 0  # the default strata: each budget solved afresh
+    sel = json.loads((out / "selection.json").read_text())
+    assert sel["nested"] is False
+    assert sel["rankings"] == {"10": "ranking_10.csv", "30": "ranking_30.csv", "60": "ranking.csv"}
+    ranked = {
+        b: [int(r["index"]) for r in rows(out / f)]
+        for b, f in [(10, "ranking_10.csv"), (30, "ranking_30.csv"), (60, "ranking.csv")]
+    }
+    assert [len(v) for v in ranked.values()] == [10, 30, 60]
+    assert ranked[10] != ranked[60][:10]  # not a prefix: a ranking of its own
+    capsys.readouterr()
+
+    again = tmp_path / "again"
+    assert main(["export", str(out), "--to", "indices,ultralytics", "--out", str(again)]) == 0
+    for b in (10, 30, 60):
+        assert json.loads((again / f"indices_geal_{b}.json").read_text()) == sorted(ranked[b])
+        assert json.loads((again / f"indices_geal_{b}.json").read_text()) == json.loads(
+            (out / f"indices_geal_{b}.json").read_text()
+        )
+    listed = (again / "geal_10.txt").read_text().splitlines()
+    assert listed == [str((fake.path / fake.ids[i]).absolute()) for i in ranked[10]]
+
+    assert main(["export", str(out), "--to", "csv", "--budget", "30", "--out", str(again)]) == 0
+    assert [int(r["index"]) for r in rows(again / "ranking.csv")] == ranked[30]
+
+    pytest.importorskip("matplotlib")
+    page = tmp_path / "r10.html"
+    assert main(["report", str(out), "--budget", "10", "--out", str(page), "-q"]) == 0
+    picks = [
+        int(i) for i in re.findall(r'<figure class="pick" data-index="(\d+)"', page.read_text())
+    ]
+    assert picks == ranked[10]
+    fails_cleanly(capsys, ["report", str(out), "--budget", "20"], "select with budget 20")
+
+
+def test_a_rerun_replaces_the_selection_and_says_what_went(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = make_folder_pool(tmp_path / "pool", 12)
+    out = tmp_path / "sel"
+    first = ["run", str(fake.path), "--budgets", "3,5", "--to", "indices", "--out", str(out)]
+    assert main([*first, *TINY]) == 0
+    capsys.readouterr()
+    assert main(["run", str(fake.path), "--budget", "4", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"replaced the earlier selection in {out}; removed indices_geal_3.json, "
+        "indices_geal_5.json, ranking_3.csv" in printed
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["ranking.csv", "selection.json"]
+    assert len(rows(out / "ranking.csv")) == 4

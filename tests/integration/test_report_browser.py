@@ -1,6 +1,6 @@
 """The report in a real browser: `geal run --report`, then headless Chromium shows it.
 
-Chromium is driven (through :mod:`geal.internal.browser`, a fresh profile per run) with
+Chromium is driven (through :mod:`geal.report.browser`, a fresh profile per run) with
 its own command-line switches only: ``--dump-dom`` gives the DOM after the load event,
 in which the page has written how many of its thumbnails decoded and have a size on
 screen; ``--enable-logging=stderr`` prints every console message
@@ -16,8 +16,8 @@ from PIL import Image
 
 from fakes import make_folder_pool
 from geal.cli import main
-from geal.internal.browser import find_chromium, load_page
 from geal.report import check_in_browser
+from geal.report.browser import find_chromium, load_page
 
 BUDGET = 8
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

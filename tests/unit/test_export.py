@@ -17,17 +17,16 @@ from fakes import make_cifar10, make_coco, make_folder_pool, make_voc_devkit
 from geal.errors import GealError, SelectionError
 from geal.export import (
     EXPORTERS,
-    export,
+    check_formats,
     export_coco,
     export_csv,
     export_indices,
     export_ultralytics,
     export_voc,
-    read_indices,
-    write_selection_json,
 )
 from geal.pools import open_pool
 from geal.sampling.base import Ranking
+from geal.selection import write_selection_json
 
 
 def ranking(order: list[int], *, nested: bool = True) -> Ranking:
@@ -42,16 +41,33 @@ def ranking(order: list[int], *, nested: bool = True) -> Ranking:
     )
 
 
+def read_indices(path: Path) -> np.ndarray:
+    """Pool indices from an ``indices`` export, refusing anything but distinct indices."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GealError(f"cannot read index file {path}: {exc}") from exc
+    if not isinstance(data, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in data
+    ):
+        raise GealError(f"index file {path} must hold a JSON list of non-negative integers")
+    if len(set(data)) != len(data):
+        raise GealError(f"index file {path} lists an index twice")
+    return np.asarray(data, dtype=np.int64)
+
+
 def leftovers(root: Path) -> list[Path]:
     """Temporary files an interrupted atomic write would leave."""
     return [p for p in root.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
 
 
-def test_registry_names_every_exporter(tmp_path: Path) -> None:
+def test_registry_names_every_exporter() -> None:
     assert set(EXPORTERS) == {"voc", "coco", "indices", "csv", "ultralytics", "mmdet"}
-    pool = open_pool(make_folder_pool(tmp_path / "imgs", 1).path)
+    assert check_formats(["voc", "csv"]) == ["voc", "csv"]
     with pytest.raises(GealError, match="unknown export format 'yolo'"):
-        export("yolo", pool, ranking([0]), 1, tmp_path / "out")
+        check_formats(["voc", "yolo"])
+    with pytest.raises(GealError, match="unknown export format 'csv'"):
+        check_formats(["csv"], exclude=["csv"])
 
 
 # ------------------------------------------------------------------------------ VOC
@@ -244,15 +260,15 @@ def test_ultralytics_refuses_container_pools(tmp_path: Path) -> None:
 def test_budgets_names_and_foreign_rankings_are_checked(tmp_path: Path, kind: str) -> None:
     pool = open_pool(make_voc_devkit(tmp_path / "data", n_per_year=2).path)
     with pytest.raises(SelectionError, match="budget 5"):
-        export(kind, pool, ranking([0, 1, 2]), 5, tmp_path / "out")
+        EXPORTERS[kind](pool, ranking([0, 1, 2]), 5, tmp_path / "out")
     with pytest.raises(SelectionError, match="at least 1"):
-        export(kind, pool, ranking([0, 1, 2]), 0, tmp_path / "out")
+        EXPORTERS[kind](pool, ranking([0, 1, 2]), 0, tmp_path / "out")
     with pytest.raises(SelectionError, match="another pool"):
-        export(kind, pool, ranking([0, 9]), 2, tmp_path / "out")
+        EXPORTERS[kind](pool, ranking([0, 9]), 2, tmp_path / "out")
     with pytest.raises(SelectionError, match="does not nest"):
-        export(kind, pool, ranking([0, 1, 2], nested=False), 2, tmp_path / "out")
+        EXPORTERS[kind](pool, ranking([0, 1, 2], nested=False), 2, tmp_path / "out")
     with pytest.raises(GealError, match="selection name"):
-        export(kind, pool, ranking([0, 1]), 1, tmp_path / "out", name="../up")
+        EXPORTERS[kind](pool, ranking([0, 1]), 1, tmp_path / "out", name="../up")
     assert not (tmp_path / "out").exists()
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from fakes import make_coco, make_folder_pool, make_voc_devkit
 from geal.errors import GealError, SelectionError
-from geal.export import EXPORTERS, export, export_mmdet, export_ultralytics
+from geal.export import EXPORTERS, export_mmdet, export_ultralytics
 from geal.pools import open_pool
 from geal.sampling.base import Ranking
 
@@ -169,11 +169,11 @@ def test_mmdet_needs_a_voc_or_coco_pool(tmp_path: Path) -> None:
 def test_mmdet_checks_the_selection_before_writing(tmp_path: Path) -> None:
     pool = open_pool(make_voc_devkit(tmp_path / "data", n_per_year=2).path)
     with pytest.raises(SelectionError, match="budget 5"):
-        export("mmdet", pool, ranking([0, 1, 2]), 5, tmp_path / "out")
+        EXPORTERS["mmdet"](pool, ranking([0, 1, 2]), 5, tmp_path / "out")
     with pytest.raises(SelectionError, match="another pool"):
-        export("mmdet", pool, ranking([0, 9]), 2, tmp_path / "out")
+        EXPORTERS["mmdet"](pool, ranking([0, 9]), 2, tmp_path / "out")
     with pytest.raises(GealError, match="selection name"):
-        export("mmdet", pool, ranking([0, 1]), 1, tmp_path / "out", name="a b")
+        EXPORTERS["mmdet"](pool, ranking([0, 1]), 1, tmp_path / "out", name="a b")
     assert not (tmp_path / "out").exists()
 
 

@@ -17,10 +17,19 @@ from fakes import make_idx
 from geal.bank import BankWriter, PatternBank
 from geal.cli import main
 from geal.errors import GealError
-from geal.pipeline import read_selection, run_selection
+from geal.pipeline import run_selection
 from geal.pools import Pool, open_pool
-from geal.report import MAX_THUMBS, SIZE_BUDGET, knee, write_report
+from geal.report import (
+    MAX_THUMBS,
+    SIZE_BUDGET,
+    baseline_seed,
+    knee,
+    random_baseline,
+    random_pick,
+    write_report,
+)
 from geal.sampling import select
+from geal.selection import read_selection
 
 pytest.importorskip("matplotlib")
 
@@ -220,6 +229,27 @@ def test_random_pick_is_the_seeded_random_sampler(small: Made, small_page: Page)
     for f in rnd:
         assert f.img is not None
         decode(f.img, "JPEG")
+
+
+def test_one_random_pick_serves_the_report_the_demo_and_the_random_strategy(
+    small: Made, small_page: Page
+) -> None:
+    from geal.demo import random_pick as demo_pick
+    from geal.demo.coverage import random_pick as coverage_pick
+
+    shown = [f.index for f in small_page.of("random")]
+    assert shown == random_baseline(small.bank, small.budget, baseline_seed("fds", 0)).tolist()
+    assert demo_pick is coverage_pick is random_pick
+    assert baseline_seed("strata", 4) == 4 and baseline_seed("random", 4) == 5
+    # unreadable images (no patterns) are never drawn, exactly as the random sampler skips them
+    counts = np.array([2, 0, 2, 2, 0, 2, 2, 2, 0, 2], np.int32)
+    rng = np.random.default_rng(3)
+    bank = PatternBank.from_arrays(rng.normal(size=(int(counts.sum()), 4)), counts)
+    for seed in (0, 1, 7):
+        for size in (1, 4, 7):
+            want = select(bank, size, "random", seed=seed).order.tolist()
+            assert random_baseline(bank, size, seed).tolist() == want
+    assert sorted(random_pick(10, 10, 0).tolist()) == list(range(10))
 
 
 def test_class_counts_of_picks_random_and_pool(small: Made, small_page: Page) -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from geal.bank import PatternBank
 from geal.errors import SelectionError
-from geal.export import write_selection_json
 from geal.sampling import RunSettings, select
 from geal.sampling.features import unit
 from geal.sampling.strata import (
@@ -20,6 +19,7 @@ from geal.sampling.strata import (
     tightest_cells,
     to_grid,
 )
+from geal.selection import write_selection_json
 
 
 def clusters(sizes: list[int], dim: int = 24, spread: float = 0.05, seed: int = 0) -> np.ndarray:

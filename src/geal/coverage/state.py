@@ -7,13 +7,12 @@ from typing import Protocol
 
 import numpy as np
 
-from geal.grid import DEFAULT_CHUNK
+from geal.defaults import DEFAULT_CHUNK, PRUNE_MIN_PATTERNS
 
 __all__ = ["DEFAULT_CHUNK", "DISTANCES", "INIT", "PRUNE_MIN_PATTERNS", "CoverageState"]
 
 DISTANCES = ("cosine", "euclidean")
 INIT = 4.0  # above any cosine distance: "not covered yet"
-PRUNE_MIN_PATTERNS = 25_000  # below this a plain pass is as fast as the pruning bookkeeping
 
 
 class CoverageState(Protocol):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geal.pools.base import Pool
+from geal.sampling.random import random_pick
 
 
 @dataclass(frozen=True)
@@ -57,17 +58,12 @@ def coverage(pool: Pool, indices: Sequence[int] | np.ndarray) -> Coverage:
     return Coverage(len({classes[i] for i in picked}), len({sources[i] for i in picked}))
 
 
-def random_pick(n: int, size: int, seed: int) -> np.ndarray:
-    """A uniform random pick of ``size`` of ``n`` pool indices, reproducible from ``seed``.
-
-    Drawn from its own generator (``numpy.random.default_rng([seed, size])``), so the
-    baseline does not depend on how the selection used its seed.
-    """
-    return np.random.default_rng([int(seed), int(size)]).choice(n, min(size, n), replace=False)
-
-
 def random_coverages(pool: Pool, size: int, seeds: Sequence[int]) -> list[Coverage]:
-    """Coverage of a uniform random pick of ``size`` images, one per seed."""
+    """Coverage of a uniform random pick of ``size`` images, one per seed.
+
+    The picks are :func:`geal.sampling.random.random_pick` over the whole pool: on a pool
+    whose images all read, the random picks the report and ``geal demo`` show.
+    """
     return [coverage(pool, random_pick(len(pool), size, s)) for s in seeds]
 
 

@@ -13,17 +13,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from geal.demo.coverage import Coverage, item_classes, item_sources
+from geal.demo.result import DemoResult
 from geal.internal.io import atomic_open, atomic_write_text
 from geal.pools.base import Pool
-
-if TYPE_CHECKING:
-    from geal.demo.run import DemoResult
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +148,7 @@ def write_markdown(result: DemoResult, path: str | Path) -> Path:
         f"| pick of {r.budget} | classes (of {r.total.classes}) | sources (of {r.total.sources}) |",
         "|---|---:|---:|",
         f"| geal `{r.strategy}` | {r.selected.classes} | {r.selected.sources} |",
-        f"| random (seed {r.seed}) | {r.random.classes} | {r.random.sources} |",
+        f"| random (seed {r.random_seed}) | {r.random.classes} | {r.random.sources} |",
         f"| random, median of {len(r.random_runs)} seeds | {r.random_median[0]:g} "
         f"| {r.random_median[1]:g} |",
         "",

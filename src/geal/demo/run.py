@@ -11,67 +11,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from geal.demo.coverage import Coverage, coverage, median_coverage, random_pick, totals
+from geal.demo.coverage import coverage, totals
 from geal.demo.pools import open_demo_pool
+from geal.demo.result import DemoResult
 from geal.errors import SelectionError
 from geal.internal.cache import cache_root
-from geal.pools.base import Pool
 from geal.sampling import DEFAULT_STRATEGY
+from geal.selection import check_out_dir
 
 logger = logging.getLogger(__name__)
 
 DEMO_MODEL = "efficientnet_lite0"
 DEFAULT_BUDGET = 20
 RANDOM_RUNS = 10
-
-
-@dataclass
-class DemoResult:
-    """What a demo run did and found; the CLI prints it, ``report.md`` records it."""
-
-    pool_name: str
-    pool: Pool
-    budget: int
-    strategy: str
-    seed: int
-    model: str
-    stage: int | None
-    device: str
-    selection: np.ndarray
-    random_selection: np.ndarray
-    selected: Coverage
-    random: Coverage
-    random_runs: list[Coverage]
-    total: Coverage
-    timings: dict[str, float]
-    out: Path
-    bank: Path
-    files: list[Path] = field(default_factory=list)
-
-    @property
-    def pool_size(self) -> int:
-        return len(self.pool)
-
-    @property
-    def random_median(self) -> tuple[float, float]:
-        return median_coverage(self.random_runs)
-
-    @property
-    def report_png(self) -> Path:
-        return self.out / "report.png"
-
-    @property
-    def report_md(self) -> Path:
-        return self.out / "report.md"
-
-    @property
-    def report_html(self) -> Path:
-        return self.out / "report.html"
 
 
 def run_demo(
@@ -111,6 +65,7 @@ def run_demo(
         raise SelectionError(f"--budget must be at least 1, not {budget}")
     timings: dict[str, float] = {}
     out = Path(out)
+    check_out_dir(out)  # before the forward pass, not after it
 
     t0 = time.perf_counter()
     images = open_demo_pool(pool, limit=limit)
@@ -124,6 +79,7 @@ def run_demo(
     from geal.extract import extract
     from geal.internal.device import resolve_device
     from geal.pipeline import run_selection
+    from geal.report import baseline_seed, random_baseline, write_report
 
     dev = resolve_device(device)
     backbone = create_backbone(DEMO_MODEL, device=dev)
@@ -166,9 +122,12 @@ def run_demo(
 
     t0 = time.perf_counter()
     selection = res.ranking.selection(budget)
-    seeds = range(seed, seed + RANDOM_RUNS)
-    runs = [coverage(images, random_pick(len(images), budget, s)) for s in seeds]
-    random_selection = random_pick(len(images), budget, seed)
+    # the random pick report.html shows beside the selection, and the next seeds' picks
+    random_seed = baseline_seed(strategy, seed)
+    randoms = [
+        random_baseline(bank, budget, s) for s in range(random_seed, random_seed + RANDOM_RUNS)
+    ]
+    random_selection = randoms[0]
     total = totals(images)
     result = DemoResult(
         pool_name=pool,
@@ -181,9 +140,10 @@ def run_demo(
         device=str(dev),
         selection=selection,
         random_selection=random_selection,
+        random_seed=random_seed,
         selected=coverage(images, selection),
         random=coverage(images, random_selection),
-        random_runs=runs,
+        random_runs=[coverage(images, r) for r in randoms],
         total=total,
         timings=timings,
         out=out,
@@ -193,7 +153,7 @@ def run_demo(
     panels = [
         Panel(panel_title(f"geal ({strategy})", result.selected, total, budget), selection, True),
         Panel(
-            panel_title(f"random (seed {seed})", result.random, total, budget),
+            panel_title(f"random (seed {random_seed})", result.random, total, budget),
             random_selection,
             False,
         ),
@@ -204,8 +164,6 @@ def run_demo(
         result.report_png,
         title=f"{budget} of {len(images)} images of the {pool} pool to annotate",
     )
-    from geal.report import write_report
-
     write_report(out, pool=images, bank=bank, progress=progress)
     timings["report"] = time.perf_counter() - t0
     write_markdown(result, result.report_md)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from geal.defaults import DEFAULT_STRATEGY
 from geal.sampling import activeft as _activeft  # noqa: F401  (baselines on global features)
 from geal.sampling import geal as _geal  # noqa: F401  (registers fds, prob)
 from geal.sampling import kcenter as _kcenter  # noqa: F401
@@ -31,7 +32,6 @@ from geal.sampling.base import (
 if TYPE_CHECKING:
     from geal.bank import PatternBank
 
-DEFAULT_STRATEGY = "strata"
 
 __all__ = [
     "DEFAULT_STRATEGY",

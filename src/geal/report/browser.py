@@ -1,8 +1,11 @@
-"""Headless Chromium from the command line: load a local page, read its DOM, screenshot it.
+"""A report in headless Chromium: does every thumbnail render, and what does the page look like.
 
-Only the browser's own command-line switches are used (``--dump-dom``, ``--screenshot``,
-``--enable-logging``), so nothing beyond a Chromium binary is needed and nothing is
-downloaded. Every run gets a fresh profile directory, which is removed afterwards.
+:func:`check_in_browser` opens a report and counts the thumbnails that really decoded
+and have a size on screen; :func:`screenshot` saves a picture of it (``geal report DIR
+--screenshot PNG``, e.g. for the documentation). Only the browser's own command-line
+switches are used (``--dump-dom``, ``--screenshot``, ``--enable-logging``), so nothing
+beyond a Chromium binary is needed and nothing is downloaded. Every run gets a fresh
+profile directory, which is removed afterwards.
 """
 
 from __future__ import annotations
@@ -143,3 +146,83 @@ def screenshot_page(
     if not png.exists():
         raise GealError(f"Chromium wrote no screenshot to {png}")
     return png
+
+
+@dataclass
+class BrowserCheck:
+    """What headless Chromium showed of a report (see :func:`check_in_browser`)."""
+
+    picks: int
+    picks_shown: int
+    random: int
+    random_shown: int
+    load_ms: int
+    console: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Every thumbnail decoded and on screen, and the page logged nothing."""
+        return (
+            self.picks == self.picks_shown and self.random == self.random_shown and not self.console
+        )
+
+
+def check_in_browser(html_path: str | Path, *, chromium: str | None = None) -> BrowserCheck:
+    """Open a report in headless Chromium and count the thumbnails that really rendered.
+
+    The page counts, once loaded, its thumbnails that decoded and have a size on screen
+    and writes the counts on ``<html>``; this reads them from the DOM Chromium dumps,
+    with every console message the page produced.
+    """
+    page = load_page(html_path, chromium=chromium)
+    if "picks" not in page.data:
+        raise GealError(f"{html_path} did not report on itself in the browser; is it a report?")
+
+    def num(key: str) -> int:
+        return int(page.data.get(key, "0") or 0)
+
+    return BrowserCheck(
+        num("picks"),
+        num("picks-shown"),
+        num("random"),
+        num("random-shown"),
+        num("load-ms"),
+        page.console,
+    )
+
+
+def screenshot(
+    html_path: str | Path,
+    png: str | Path,
+    *,
+    size: tuple[int, int] = (1280, 2000),
+    colours: int | None = 256,
+    check: bool = True,
+    chromium: str | None = None,
+) -> Path:
+    """Render a report in headless Chromium and save a PNG of the top of the page.
+
+    Args:
+        size: browser window (width, height) in pixels; the picture has this size.
+        colours: reduce the PNG to this many colours (a ~3x smaller file for docs);
+            ``None`` keeps full colour.
+        check: first make sure every thumbnail renders and the page logs no error
+            (:func:`check_in_browser`); a broken page raises :class:`GealError`.
+        chromium: the browser binary (default ``$GEAL_CHROMIUM`` or the first on PATH).
+    """
+    from PIL import Image
+
+    if check:
+        seen = check_in_browser(html_path, chromium=chromium)
+        if not seen.ok:
+            raise GealError(
+                f"{html_path} renders {seen.picks_shown} of {seen.picks} picked and "
+                f"{seen.random_shown} of {seen.random} random thumbnails"
+                + (f"; console: {seen.console[0]}" if seen.console else "")
+            )
+    out = screenshot_page(html_path, png, size=size, chromium=chromium)
+    if colours:
+        with Image.open(out) as im:
+            small = im.convert("RGB").quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
+        small.save(out, format="PNG", optimize=True)
+    return out
