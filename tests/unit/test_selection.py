@@ -175,7 +175,7 @@ def test_a_failed_write_leaves_the_earlier_selection_exactly_as_it_was(
             raise failure  # ...when the export of a later budget fails
         return files
 
-    monkeypatch.setitem(EXPORTERS, "indices", fails_on_the_second_budget)
+    monkeypatch.setitem(EXPORTERS._entries, "indices", fails_on_the_second_budget)
     with pytest.raises(type(failure)):
         write_selection(out, pool, {5: ranking([7, 6, 5, 4, 3])}, [3, 5], to=["indices"])
     assert snapshot(out) == before  # no new ranking.csv beside the old selection.json

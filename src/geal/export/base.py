@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from geal.errors import GealError, SelectionError
+from geal.internal.registry import Registry
 from geal.pools.base import Pool
 from geal.sampling.base import Ranking
 
@@ -44,7 +45,7 @@ class Exporter(Protocol):
     ) -> list[Path]: ...
 
 
-EXPORTERS: dict[str, Exporter] = {}
+EXPORTERS: Registry[Exporter] = Registry("export format", error=SelectionError)
 
 E = TypeVar("E", bound=Exporter)
 
@@ -53,9 +54,7 @@ def register_exporter(name: str) -> Callable[[E], E]:
     """Decorator adding an exporter to :data:`EXPORTERS` under ``name``."""
 
     def wrap(fn: E) -> E:
-        if name in EXPORTERS:
-            raise ValueError(f"exporter {name!r} registered twice")
-        EXPORTERS[name] = fn
+        EXPORTERS.register(name, fn)
         return fn
 
     return wrap
