@@ -7,13 +7,19 @@ notebook or a pipeline can do exactly what the command line does.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import json
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from geal.bank import PatternBank
 from geal.errors import PoolError, SelectionError
@@ -55,22 +61,100 @@ def parse_budgets(budget: int | None, budgets: str | Sequence[int] | None) -> li
 
 
 def read_labeled(path: str | Path, pool: Pool) -> list[int]:
-    """Pool indices of the ids listed in ``path`` (one per line; ``#`` comments allowed)."""
+    """Pool indices of the images a labeled file names, whatever geal-shaped list it is.
+
+    Accepted: one image per line (``#`` comments allowed), each an image id, an image
+    path (absolute, or relative to the working directory) or, for VOC, an id without its
+    year when it is unique; geal's own outputs as written (``<name>_<n>.txt`` image lists,
+    VOC image sets, ``ranking.csv``/``ranking_<n>.csv`` (its ``id`` column) and
+    ``indices_<name>_<n>.json`` (pool indices)).
+
+    Raises:
+        SelectionError: naming the file and the first entry that is not in the pool.
+    """
     p = Path(path)
     try:
-        lines = p.read_text().splitlines()
-    except OSError as e:
-        raise SelectionError(f"cannot read labeled file {p}: {e.strerror or e}") from None
-    ids = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    out = []
-    for image_id in ids:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SelectionError(
+            f"cannot read labeled file {p}: {getattr(e, 'strerror', None) or e}"
+        ) from None
+    if p.suffix.lower() == ".json":
         try:
-            out.append(pool.index_of(image_id))
-        except PoolError:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SelectionError(f"labeled file {p} is not valid JSON: {e}") from None
+        if not isinstance(data, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in data
+        ):
+            raise SelectionError(f"labeled file {p} must be a JSON list of pool indices")
+        bad = [i for i in data if not 0 <= i < len(pool)]
+        if bad:
             raise SelectionError(
-                f"labeled file {p} names {image_id!r}, which is not in the pool"
-            ) from None
-    return out
+                f"labeled file {p} lists index {bad[0]}, outside the pool (0..{len(pool) - 1})"
+            )
+        return sorted(set(data))
+    lines = [ln.strip() for ln in text.splitlines()]
+    entries = [ln for ln in lines if ln and not ln.startswith("#")]
+    if p.suffix.lower() == ".csv" and entries:
+        rows = list(csv.DictReader(io.StringIO("\n".join(entries))))
+        header = rows[0].keys() if rows else []
+        column = next((c for c in ("id", "path", "index") if c in header), None)
+        if column is None:
+            raise SelectionError(f"labeled file {p} has no id, path or index column")
+        if column == "index":
+            return read_labeled_indices(p, [r["index"] for r in rows], pool)
+        entries = [r[column] for r in rows]
+    by_path: dict[str, int] | None = None
+    by_tail: dict[str, list[int]] | None = None
+    out = []
+    for entry in entries:
+        try:
+            out.append(pool.index_of(entry))
+            continue
+        except PoolError:
+            pass
+        if by_path is None:  # built once, only when an entry is not an id
+            by_path = {
+                str(Path(it.path).resolve()): i for i, it in enumerate(pool) if it.path is not None
+            }
+            by_tail = {}
+            for i, it in enumerate(pool):
+                by_tail.setdefault(it.id.rsplit("/", 1)[-1], []).append(i)
+        assert by_tail is not None
+        hit = by_path.get(str(Path(entry).expanduser().resolve()))
+        if hit is None and len(by_tail.get(entry, [])) == 1:
+            hit = by_tail[entry][0]
+        if hit is None:
+            raise SelectionError(f"labeled file {p} names {entry!r}, which is not in the pool")
+        out.append(hit)
+    return sorted(set(out))
+
+
+def read_labeled_indices(p: Path, values: Sequence[str], pool: Pool) -> list[int]:
+    """Pool indices from the ``index`` column of a labeled csv, checked against the pool."""
+    try:
+        idx = [int(v) for v in values]
+    except ValueError:
+        raise SelectionError(f"labeled file {p} has a non-integer index") from None
+    bad = [i for i in idx if not 0 <= i < len(pool)]
+    if bad:
+        raise SelectionError(f"labeled file {p} lists index {bad[0]}, outside the pool")
+    return sorted(set(idx))
+
+
+def preflight_exports(pool: Pool, to: Sequence[str], name: str = "geal") -> None:
+    """Check, before any extraction, that every ``--to`` format can be written for
+    ``pool``: each exporter writes a one-image selection into a throwaway folder, so a
+    ``--to voc`` on a folder pool fails now, in one line, and not after the forward pass.
+    """
+    formats = check_formats(to, exclude=("csv",))
+    if not formats or len(pool) == 0:
+        return
+    probe = Ranking(np.array([0], np.int64), np.full(1, np.nan, np.float32), "probe", 0)
+    with tempfile.TemporaryDirectory(prefix="geal-preflight-") as tmp:
+        for f in formats:
+            EXPORTERS[f](pool, probe, 1, Path(tmp), name=name)
 
 
 @dataclass

@@ -342,3 +342,47 @@ def test_a_rerun_replaces_the_selection_and_says_what_went(
     )
     assert sorted(p.name for p in out.iterdir()) == ["ranking.csv", "selection.json"]
     assert len(rows(out / "ranking.csv")) == 4
+
+
+def test_bad_strategy_device_and_export_fail_before_the_forward_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import geal.extract
+
+    def no_extraction(*args: object, **kwargs: object) -> None:
+        raise AssertionError("extraction ran although the command cannot finish")
+
+    monkeypatch.setattr(geal.extract, "extract", no_extraction)
+    pool = str(make_folder_pool(tmp_path / "pool", 6).path)
+    out = str(tmp_path / "sel")
+    base = ["run", pool, "--budget", "3", "--out", out, *TINY]
+    fails_cleanly(capsys, [*base, "--strategy", "nope"], "unknown strategy 'nope'")
+    fails_cleanly(capsys, [*base, "--to", "voc"], "VOC split files need a VOC pool")
+    fails_cleanly(capsys, [*base, "--to", "yaml"], "unknown export format 'yaml'")
+    fails_cleanly(capsys, [*base, "--device", "foo"], "unknown device 'foo'")
+    fails_cleanly(capsys, [*base, "--chunk", "0"], "--chunk")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "sel").exists()
+
+
+def test_select_checks_seed_device_and_labeled_files_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = make_folder_pool(tmp_path / "pool", 12)
+    bank = tmp_path / "bank"
+    assert main(["extract", str(made.path), "--out", str(bank), *TINY]) == 0
+    out = str(tmp_path / "sel")
+    base = ["select", str(bank), "--budget", "3", "--out", out]
+    fails_cleanly(capsys, [*base, "--strategy", "fds", "--device", "foo"], "unknown device")
+    fails_cleanly(capsys, [*base, "--seed", "-1"], "--seed must be >= 0")
+    # geal's own outputs are accepted as --labeled: an image list of paths, indices json
+    assert main([*base, "--to", "ultralytics,indices", "--strategy", "fds"]) == 0
+    picked = json.loads((tmp_path / "sel" / "indices_geal_3.json").read_text())
+    for labeled in (tmp_path / "sel" / "geal_3.txt", tmp_path / "sel" / "indices_geal_3.json"):
+        second = str(tmp_path / f"again-{labeled.suffix[1:]}")
+        argv = ["select", str(bank), "--budget", "4", "--out", second, "--strategy", "fds"]
+        assert main([*argv, "--labeled", str(labeled), "--to", "indices"]) == 0
+        again = json.loads((Path(second) / "indices_geal_4.json").read_text())
+        assert not set(again) & set(picked)
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("no-such-image.png\n")
+    fails_cleanly(capsys, [*base, "--labeled", str(wrong)], "not in the pool")

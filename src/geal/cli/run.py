@@ -41,15 +41,20 @@ def add_parser(sub: Any) -> None:
 def run(a: argparse.Namespace) -> int:
     from geal.errors import SelectionError
     from geal.extract import extract
-    from geal.pipeline import parse_budgets, read_labeled, run_selection
+    from geal.pipeline import parse_budgets, preflight_exports, read_labeled, run_selection
     from geal.pools import open_pool
+    from geal.sampling import SAMPLERS, RunSettings
     from geal.selection import check_out_dir
 
+    # everything that can be checked is checked before the forward pass
     budgets = parse_budgets(a.budget, a.budgets)
-    check_out_dir(a.out)  # before the forward pass, not after it
+    check_out_dir(a.out)
+    SAMPLERS.get(a.strategy)  # an unknown strategy: one line now
+    RunSettings(device=a.device, chunk=a.chunk, prune=a.prune)
     pool = open_pool(a.pool, a.format, split=a.split)
     if max(budgets) > len(pool):
         raise SelectionError(f"budget {max(budgets)} is larger than the pool ({len(pool)} images)")
+    preflight_exports(pool, to_list(a.to), a.name)
     labeled = read_labeled(a.labeled, pool) if a.labeled else None
     bank, summary = extract(pool, a.bank, **extract_kwargs(a))
     print_failed(summary)

@@ -35,13 +35,17 @@ def add_parser(sub: Any) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from geal.bank import PatternBank
-    from geal.pipeline import parse_budgets, read_labeled, run_selection
+    from geal.pipeline import parse_budgets, preflight_exports, read_labeled, run_selection
+    from geal.sampling import SAMPLERS, RunSettings
     from geal.selection import check_out_dir, pool_of_bank
 
     budgets = parse_budgets(a.budget, a.budgets)
     check_out_dir(a.out)
+    SAMPLERS.get(a.strategy)
+    RunSettings(device=a.device, chunk=a.chunk, prune=a.prune)
     bank = PatternBank.open(a.bank)
     pool = pool_of_bank(bank, a.pool)
+    preflight_exports(pool, to_list(a.to), a.name)
     labeled = read_labeled(a.labeled, pool) if a.labeled else None
     res = run_selection(
         bank,
