@@ -79,12 +79,9 @@ def evaluate(
             }
         }
     for strategy in strategies:
-        rankings = [
-            select(bank, max(budgets), strategy, seed=s, run=RunSettings(progress=False))
-            for s in range(seeds)
-        ]
-        for b in budgets:
-            picks = [r.selection(b) for r in rankings]
+        quiet = RunSettings(progress=False)
+        for b in budgets:  # every budget afresh: samplers such as strata do not nest
+            picks = [select(bank, b, strategy, seed=s, run=quiet).order for s in range(seeds)]
             covs = [coverage(pool, p) for p in picks]
             out[str(b)][strategy] = {
                 "classes": round(float(np.mean([c.classes for c in covs])), 2),
