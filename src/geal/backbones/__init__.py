@@ -5,6 +5,7 @@ or timm model; its ``forward`` maps a batch of preprocessed images to a
 :class:`BackboneOutput` in one pass.
 """
 
+from geal.backbones import focus as focus  # registers focus_vits14
 from geal.backbones.base import Backbone, BackboneOutput, Preprocess
 from geal.backbones.factory import create_backbone
 from geal.backbones.registry import BACKBONES, BackboneSpec, get_spec, register_backbone
