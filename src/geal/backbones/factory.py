@@ -67,6 +67,8 @@ def create_backbone(
             _weights.load_into_model(
                 model, resolved.state_dict, model_name=name, source=resolved.weights_id
             )
+        if spec.fit_input is not None:
+            spec.fit_input(model, size)
         backbone = ViTBackbone(
             model,
             name=name,

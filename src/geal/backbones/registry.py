@@ -35,6 +35,9 @@ class BackboneSpec:
             when no weights are given, instead of the hub.
         convert: maps a foreign state dict (as loaded) onto the timm key names; must pass
             a timm-format state dict through unchanged.
+        fit_input: ViTs only: sets the loaded model to the input side (e.g. resamples its
+            position table the way the weights' source does, where timm's run-time
+            resampling would differ); None leaves that to timm.
         stage: default feature stage for CNNs (None: the last stride-16 stage).
         description: one line for listings.
     """
@@ -48,6 +51,7 @@ class BackboneSpec:
     weights_url: str | None = None
     packaged_weights: Callable[[], Path] | None = None
     convert: Callable[[StateDict], StateDict] | None = None
+    fit_input: Callable[[torch.nn.Module, int], None] | None = None
     stage: int | None = None
     description: str = ""
 

@@ -50,7 +50,7 @@ def extract_args(p: argparse.ArgumentParser) -> None:
         "--model",
         default="dino_vits16",
         help="backbone: dino_vits16 (default), dino_vits8, "
-        "dino_vitb16, dinov2_vits14, efficientnet_lite0, or any timm model name",
+        "dino_vitb16, dinov2_vits14, efficientnet_lite0, focus_vits14, or any timm model name",
     )
     g.add_argument(
         "--weights",
