@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fakes import make_folder_pool
-from geal.backbones import Backbone, create_backbone, focus, two_pass_reference
+from geal.backbones import Backbone, create_backbone, focus
+from geal.backbones.vit import two_pass_reference
 from geal.bank import PatternBank
 from geal.cli import main
 from geal.errors import GealError, WeightsError
