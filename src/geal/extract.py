@@ -18,9 +18,9 @@ from typing import Any
 from geal.bank import BankWriter, PatternBank
 from geal.engines import ExtractJob, get_engine
 from geal.engines.shards import STORAGE_DTYPES
-from geal.errors import GealError
 from geal.internal.cache import bank_dir
 from geal.internal.device import resolve_precision
+from geal.internal.validation import check_choice, check_scalar
 from geal.pools.base import Pool
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,37 @@ class ExtractSummary:
             f"{self.images} images, {self.patterns} patterns, {self.failed} failed, "
             f"{self.seconds:.1f} s, {self.images_per_second:.1f} images/s{reused} -> {self.bank}"
         )
+
+
+def _check_options(
+    *,
+    image_size: int | None,
+    stage: int | None,
+    threshold: float,
+    clusters: int,
+    seed: int,
+    batch_size: int,
+    workers: int | None,
+    dtype: str,
+    shard_size: int,
+    max_iter: int,
+    tol: float,
+) -> None:
+    """One line per nonsense value, before any model is built or file written."""
+    check_choice(dtype, "--dtype", STORAGE_DTYPES)
+    if image_size is not None:
+        check_scalar(image_size, "--image-size", int, min_val=1)
+    if stage is not None:
+        check_scalar(stage, "--stage", int, min_val=0)
+    check_scalar(threshold, "--threshold", float, min_val=0.0, max_val=1.0, min_inclusive=False)
+    check_scalar(clusters, "--clusters", int, min_val=1)
+    check_scalar(seed, "--seed", int, min_val=0)
+    check_scalar(batch_size, "--batch-size", int, min_val=1)
+    if workers is not None:
+        check_scalar(workers, "--workers", int, min_val=0)
+    check_scalar(shard_size, "--shard-size", int, min_val=1)
+    check_scalar(max_iter, "max_iter", int, min_val=1)
+    check_scalar(tol, "tol", float, min_val=0.0)
 
 
 def extract(
@@ -103,18 +134,22 @@ def extract(
     from geal.backbones import create_backbone
 
     run = get_engine(engine)
-    if dtype not in STORAGE_DTYPES:
-        raise GealError(f"unknown --dtype {dtype!r}; use float16 or float32")
-    if clusters < 1:
-        raise GealError("--clusters must be at least 1")
-    if not 0.0 < threshold <= 1.0:
-        raise GealError("--threshold must be in (0, 1]")
-    if batch_size < 1 or shard_size < 1:
-        raise GealError("--batch-size and --shard-size must be positive")
+    _check_options(
+        image_size=image_size, stage=stage, threshold=threshold, clusters=clusters, seed=seed,
+        batch_size=batch_size, workers=workers, dtype=dtype, shard_size=shard_size,
+        max_iter=max_iter, tol=tol,
+    )  # fmt: skip
     t0 = time.perf_counter()
     if backbone is None:
         backbone = create_backbone(model, weights, device, image_size=image_size, stage=stage)
     prec = resolve_precision(precision, backbone.device)
+    tokens = backbone.tokens_per_image
+    if clusters > tokens:
+        log.warning(
+            "--clusters %d is more than the %d tokens %s gives per %d px image: every image "
+            "keeps its kept tokens as its patterns",
+            clusters, tokens, backbone.name, backbone.preprocess.image_size,
+        )  # fmt: skip
     options = {
         "model": backbone.name,
         "weights": backbone.weights_id,

@@ -126,3 +126,48 @@ def test_killed_extraction_resumes_to_the_same_bank(pool_dir: Path, tmp_path: Pa
         assert (out / name).stat().st_mtime_ns == mtime
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*tmp"))
     _banks_equal(ref, out)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--image-size", "0"),
+        ("--workers", "-1"),
+        ("--seed", "-1"),
+        ("--batch-size", "0"),
+        ("--shard-size", "0"),
+        ("--clusters", "0"),
+        ("--threshold", "0"),
+        ("--threshold", "1.5"),
+        ("--threshold", "nan"),
+        ("--stage", "-1"),
+    ],
+)
+def test_nonsense_options_are_refused_in_one_line_before_any_work(
+    pool_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    from geal.cli import main
+
+    out = tmp_path / "bank"
+    code = main(["extract", str(pool_dir), "--model", MODEL, "--weights", "random", "-q",
+                 flag, value, "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("geal: error: ") and flag in err[0], err
+    assert not out.exists()
+
+
+def test_more_clusters_than_tokens_is_the_bank_of_k_equal_tokens(
+    pool_dir: Path, backbone, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    pool = open_pool(pool_dir).head(6)
+    tokens = backbone.tokens_per_image
+    assert tokens == (64 // 16) ** 2
+    common = dict(backbone=backbone, workers=0, precision="fp32", threshold=1.0, progress=False)
+    with caplog.at_level("WARNING", logger="geal.extract"):
+        big, _ = extract(pool, tmp_path / "k50", clusters=50, **common)  # type: ignore[arg-type]
+    assert f"more than the {tokens} tokens" in caplog.text
+    exact, _ = extract(pool, tmp_path / "kT", clusters=tokens, **common)  # type: ignore[arg-type]
+    assert big.counts.tolist() == exact.counts.tolist()
+    assert set(big.counts.tolist()) == {0, tokens}  # broken.jpg has none, the rest all T
+    assert np.array_equal(big.patterns_array(), exact.patterns_array())

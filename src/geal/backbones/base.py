@@ -143,6 +143,13 @@ class Backbone(torch.nn.Module):
         return super().train(False)
 
     @property
+    def tokens_per_image(self) -> int:
+        """Dense tokens T of one input image: (side / stride) squared, the side rounded up
+        as padded convolutions do."""
+        side = -(-self.preprocess.image_size // self.stride)
+        return side * side
+
+    @property
     def device(self) -> torch.device:
         """Device of the model's parameters."""
         for p in self.parameters():
