@@ -92,6 +92,65 @@ def test_folder_without_images_is_an_error(tmp_path: Path) -> None:
     assert "cannot tell the format" in assert_pool_error(tmp_path / "empty", tmp_path / "empty")
 
 
+def _png16(path: Path, pixels: np.ndarray, colour_type: int) -> Path:
+    """A 16-bit PNG written by hand (PIL cannot write 16-bit colour): 0 grey, 2 RGB, 6 RGBA."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        body = tag + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    h, w = pixels.shape[:2]
+    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+    return path
+
+
+def test_wide_pixels_are_scaled_by_their_range_not_clipped(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "wide"
+    root.mkdir()
+    ramp16 = np.array([[0, 257 * 10, 30000, 65535]], np.uint16).repeat(3, 0)
+    Image.fromarray(ramp16).save(root / "a_grey16.png")  # PIL reads it back as I;16
+    Image.fromarray(ramp16).save(root / "b_grey16.tif")
+    Image.fromarray(ramp16.astype(np.int32)).save(root / "c_int32.tif")  # mode I, 16-bit data
+    Image.fromarray(np.array([[0, 100, 200, 255]] * 3, np.int32)).save(root / "d_int32_8bit.tif")
+    Image.fromarray(np.array([[0.0, 0.25, 0.5, 1.0]] * 3, np.float32)).save(root / "e_float01.tif")
+    Image.fromarray(np.array([[-5.0, 0.0, 5.0, 15.0]] * 3, np.float32)).save(root / "f_float.tif")
+    rgb16 = np.zeros((3, 4, 3), np.uint16)
+    rgb16[..., 0], rgb16[..., 1], rgb16[..., 2] = 65535, 30000, 257 * 3
+    _png16(root / "g_rgb16.png", rgb16, 2)
+    pool = open_pool(root)
+    assert Image.open(root / "a_grey16.png").mode == "I;16"
+    grey = {
+        "a_grey16.png": [0, 10, 117, 255],  # 30000 / 257 = 116.7
+        "b_grey16.tif": [0, 10, 117, 255],
+        "c_int32.tif": [0, 10, 117, 255],
+        "d_int32_8bit.tif": [0, 100, 200, 255],
+        "e_float01.tif": [0, 64, 128, 255],
+        "f_float.tif": [0, 64, 128, 255],  # its own range -5..15
+    }
+    for name, want in grey.items():
+        got = np.asarray(pool.load(pool.index_of(name)))
+        assert got.shape == (3, 4, 3) and got.dtype == np.uint8
+        assert got[0, :, 0].tolist() == want, name
+        assert (got == got[..., :1]).all(), name  # grey in every channel
+    rgb = np.asarray(pool.load(pool.index_of("g_rgb16.png")))
+    assert rgb[0, 0].tolist() == [255, 117, 3]
+    # the model input is built from the same pixels, not from a clipped copy
+    from geal.backbones.base import Preprocess
+
+    pre = Preprocess(4, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "nearest")
+    x = pre(Image.open(root / "a_grey16.png"))
+    assert abs(float(x.mean()) - (0 + 10 + 117 + 255) / 4 / 255) < 0.05
+
+
 # ------------------------------------------------------------------------- list file
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from geal.errors import PoolError
+from geal.internal.images import to_rgb
 
 
 @dataclass(frozen=True)
@@ -89,16 +90,18 @@ class Pool(Sequence[PoolItem]):
             raise PoolError(f"pool {self.root} has no image with id {image_id!r}") from None
 
     def load(self, index: int) -> Image.Image:
-        """Decode image ``index`` as an RGB :class:`PIL.Image.Image`.
+        """Decode image ``index`` as an 8-bit RGB :class:`PIL.Image.Image`.
 
-        Raises any decoding error unchanged; the extractor catches, counts and lists it.
+        Pixels wider than 8 bits (16-bit grey, 32-bit integer or float) are scaled by
+        their real range, not clipped (see :func:`geal.internal.images.to_rgb`). Raises
+        any decoding error unchanged; the extractor catches, counts and lists it.
         """
         item = self.items[index]
         if item.path is None:
             raise NotImplementedError(f"{type(self).__name__} must implement load()")
         with Image.open(item.path) as im:
             im.load()
-            return im.convert("RGB")
+            return to_rgb(im)
 
     def fingerprint(self) -> str:
         """A hash of ids, file sizes and modification times, for cache validity.
