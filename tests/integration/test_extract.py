@@ -171,3 +171,24 @@ def test_more_clusters_than_tokens_is_the_bank_of_k_equal_tokens(
     assert big.counts.tolist() == exact.counts.tolist()
     assert set(big.counts.tolist()) == {0, tokens}  # broken.jpg has none, the rest all T
     assert np.array_equal(big.patterns_array(), exact.patterns_array())
+
+
+def test_relative_pool_path_is_recorded_absolute_so_select_works_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from geal.cli import main
+
+    make_folder_pool(tmp_path / "work" / "images", 5)
+    monkeypatch.chdir(tmp_path / "work")
+    tiny = ["--model", MODEL, "--weights", "random", "--image-size", "64", "--workers", "0", "-q"]
+    assert main(["extract", "images", *tiny, "--out", "bank"]) == 0
+    manifest = json.loads((tmp_path / "work" / "bank" / "bank.json").read_text())
+    assert manifest["pool"]["root"] == str((tmp_path / "work" / "images").resolve())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code = main(["select", str(tmp_path / "work" / "bank"), "--budget", "2", "--out", "sel", "-q"])
+    assert code == 0, capsys.readouterr().err
+    selection = json.loads((tmp_path / "elsewhere" / "sel" / "selection.json").read_text())
+    assert selection["pool"]["root"] == manifest["pool"]["root"]

@@ -138,9 +138,13 @@ class Pool(Sequence[PoolItem]):
         return replace(self, **changes)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready summary recorded in manifests and ``selection.json``."""
+        """JSON-ready summary recorded in manifests and ``selection.json``.
+
+        ``root`` is the resolved absolute path, so a bank or selection made here reopens
+        its pool from any working directory.
+        """
         out = {
-            "root": str(self.root),
+            "root": str(Path(self.root).expanduser().resolve()),
             "format": self.format,
             "split": self.meta.get("split"),
             "n": len(self.items),
