@@ -269,7 +269,7 @@ def test_voc_annotations_parse_on_request(tmp_path: Path) -> None:
 
 def test_voc_malformed_annotation_fails_when_read_naming_the_file(tmp_path: Path) -> None:
     fake = make_voc_devkit(tmp_path, n_per_year=2)
-    pool = open_pool(fake.path)  # opening never parses annotations
+    pool = open_pool(fake.path)  # the files break after the pool was opened
     assert isinstance(pool, VocPool)
     bad = pool.annotation_path(0)
     bad.write_text("<annotation><filename>x.jpg</filename><size>")
@@ -288,6 +288,48 @@ def test_voc_malformed_annotation_fails_when_read_naming_the_file(tmp_path: Path
     no_name.write_text("<annotation><size><width>3</width><height>2</height></size></annotation>")
     with pytest.raises(PoolError, match="lacks <filename>"):
         read_voc_annotation(no_name)
+
+
+def test_voc_missing_or_broken_annotations_are_found_at_open_and_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = make_voc_devkit(tmp_path, n_per_year=3)
+    ann07 = fake.path / "VOC2007" / "Annotations"
+    ann12 = fake.path / "VOC2012" / "Annotations"
+    broken, gone = sorted(ann07.glob("*.xml"))[0], sorted(ann12.glob("*.xml"))[1]
+    broken.write_text("<annotation><filename>x.jpg</filename><size>")
+    gone.unlink()
+    empty = sorted(ann12.glob("*.xml"))[0]
+    empty.write_text("<annotation><filename>a.jpg</filename></annotation>")  # lacks <size>
+    with caplog.at_level("WARNING", logger="geal.pools.voc"):
+        pool = open_pool(fake.path)
+    assert isinstance(pool, VocPool)
+    assert len(pool) == 6  # every image can still be ranked
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "3 of 6 images" in warnings[0]
+    for path in (broken, gone, empty):
+        assert path.name in warnings[0]
+    assert f"missing: VOC2012/Annotations/{gone.name}" in warnings[0]
+    ids = {f"2007/{broken.stem}", f"2012/{gone.stem}", f"2012/{empty.stem}"}
+    assert set(pool.bad_annotations) == ids
+    assert "malformed XML" in pool.bad_annotations[f"2007/{broken.stem}"]
+    assert "lacks <size>" in pool.bad_annotations[f"2012/{empty.stem}"]
+    with pytest.raises(PoolError, match="malformed XML"):  # never read as "no objects"
+        pool.annotation(pool.index_of(f"2007/{broken.stem}"))
+    good = [i for i, item in enumerate(pool) if item.id not in ids]
+    assert all(pool.annotation(i)["objects"] for i in good)
+    assert set(pool.head(5).bad_annotations) <= ids  # kept by a prefix of the pool
+
+
+def test_voc_with_sound_annotations_records_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = make_voc_devkit(tmp_path, n_per_year=2)
+    with caplog.at_level("WARNING", logger="geal.pools.voc"):
+        pool = open_pool(fake.path)
+    assert isinstance(pool, VocPool) and pool.bad_annotations == {}
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_voc_split_missing_in_one_year_skips_it_and_in_all_years_is_an_error(
