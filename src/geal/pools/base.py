@@ -103,6 +103,36 @@ class Pool(Sequence[PoolItem]):
             im.load()
             return to_rgb(im)
 
+    def content_key(self, index: int) -> bytes:
+        """sha256 digest of image ``index``'s content, which keys its per-image work.
+
+        The bytes of its file; for images stored inside a container (no ``path``), the
+        decoded picture (mode, size and pixels). Raises reading errors unchanged.
+        """
+        item = self.items[index]
+        h = hashlib.sha256()
+        if item.path is not None:
+            with open(item.path, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+        else:
+            image = self.load(index)
+            h.update(f"{image.mode} {image.size[0]}x{image.size[1]}\n".encode())
+            h.update(image.tobytes())
+        return h.digest()
+
+    def file_stat(self, index: int) -> tuple[int, int] | None:
+        """(size, mtime_ns) of image ``index``'s own file; None when it has none or it
+        cannot be looked at."""
+        path = self.items[index].path
+        if path is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return int(st.st_size), int(st.st_mtime_ns)
+
     def fingerprint(self) -> str:
         """A hash of ids, file sizes and modification times, for cache validity.
 
