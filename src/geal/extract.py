@@ -1,10 +1,14 @@
 """Single-pass extraction: pool -> backbone -> knowledge clusters -> PatternBank.
 
-:func:`extract` checks the options, builds the backbone, settles the precision, creates
-or resumes the bank (a killed run resumes at its first missing shard) and hands the
-missing shards to an engine (:mod:`geal.engines`: ``local`` or ``ray``), which runs the
-model once per batch and writes the shards. Unreadable images are skipped, counted and
-listed in ``failed.json``; the :class:`ExtractSummary` says what was done.
+:func:`extract` checks the options, builds the backbone, settles the precision and,
+holding the bank's lock (a second process asking for the same bank waits, then reuses
+it), creates, resumes or rebuilds the bank (:meth:`geal.bank.BankWriter.prepare`: a
+killed run resumes at its first missing shard; a changed pool gets a new bank that
+reuses the rows of every unchanged image). Images are keyed by content
+(:mod:`geal.internal.content`); those still needing the model go to an engine
+(:mod:`geal.engines`: ``local`` or ``ray``), which runs it once per batch and writes
+the shards. Unreadable images are skipped, counted and listed in ``failed.json``; the
+:class:`ExtractSummary` says what was done.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geal.bank import BankWriter, PatternBank
-from geal.engines import ExtractJob, get_engine
-from geal.engines.shards import STORAGE_DTYPES
+from geal.bank import BankWriter, PatternBank, bank_lock
+from geal.engines import Engine, ExtractJob, get_engine
+from geal.engines.shards import STORAGE_DTYPES, ShardAssembler
 from geal.internal.cache import bank_dir
+from geal.internal.content import content_keys
 from geal.internal.device import resolve_precision
 from geal.internal.validation import check_choice, check_scalar
 from geal.pools.base import Pool
@@ -28,7 +33,21 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExtractSummary:
-    """What an extraction did; ``line()`` is the one-line report the CLI prints."""
+    """What an extraction did; ``line()`` is the one-line report the CLI prints.
+
+    Attributes:
+        bank: the bank directory.
+        images: images in the bank (the pool size); ``reused + extracted``.
+        patterns: patterns in the bank.
+        failed: images that could not be read.
+        extracted: images read now (run through the model, or found unreadable).
+        seconds: wall time of the call.
+        reused_shards: shards an interrupted run had already written.
+        failed_items: ``failed.json``'s entries.
+        reused: images whose result came from an earlier bank with the same options
+            (finished shards, or rows of unchanged content when the pool changed).
+        removed: images of the replaced bank that are no longer in the pool.
+    """
 
     bank: Path
     images: int
@@ -38,6 +57,8 @@ class ExtractSummary:
     seconds: float
     reused_shards: int = 0
     failed_items: list[dict[str, Any]] = field(default_factory=list)
+    reused: int = 0
+    removed: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -45,9 +66,12 @@ class ExtractSummary:
 
     def line(self) -> str:
         reused = f", {self.reused_shards} shards reused" if self.reused_shards else ""
+        split = f" ({self.reused} reused, {self.extracted} extracted)" if self.reused else ""
+        removed = f", {self.removed} removed" if self.removed else ""
         return (
-            f"{self.images} images, {self.patterns} patterns, {self.failed} failed, "
-            f"{self.seconds:.1f} s, {self.images_per_second:.1f} images/s{reused} -> {self.bank}"
+            f"{self.images} images{split}, {self.patterns} patterns, {self.failed} failed"
+            f"{removed}, {self.seconds:.1f} s, {self.images_per_second:.1f} images/s{reused}"
+            f" -> {self.bank}"
         )
 
 
@@ -143,8 +167,8 @@ def extract(
     if backbone is None:
         backbone = create_backbone(model, weights, device, image_size=image_size, stage=stage)
     prec = resolve_precision(precision, backbone.device)
-    tokens = backbone.tokens_per_image
-    if clusters > tokens:
+    tokens = getattr(backbone, "tokens_per_image", None)
+    if tokens is not None and clusters > tokens:
         log.warning(
             "--clusters %d is more than the %d tokens %s gives per %d px image: every image "
             "keeps its kept tokens as its patterns",
@@ -167,39 +191,76 @@ def extract(
     pool_desc = pool.describe() | {"fingerprint": pool.fingerprint()}
     if out is None:
         out = bank_dir(pool.root, pool.format, pool_desc.get("split"), options)
-    writer = BankWriter.create_or_resume(
-        out, options, pool_desc, len(pool), shard_size, overwrite=overwrite
-    )
-    missing = writer.missing_shards()
-    reused = writer.manifest["n_shards"] - len(missing)
-    if reused:
-        log.info(
-            "resuming %s: %d of %d shards already done", out, reused, writer.manifest["n_shards"]
+        # keyed by pool and options: anything else found there (an older bank format) is
+        # this cache's own to replace
+        overwrite = True
+    out = Path(out)
+    with bank_lock(out):
+        writer = BankWriter.prepare(
+            out, options, pool_desc, len(pool), shard_size, overwrite=overwrite
         )
-    job = ExtractJob(
-        pool=pool,
-        backbone=backbone,
-        writer=writer,
-        missing=missing,
-        options=options,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-        device=device,
-    )
-    todo = job.total
-    if todo:
-        run(job)
-    bank = writer.finish()
+        if writer.complete:
+            bank = PatternBank.open(out)
+            reused_shards = int(writer.manifest["n_shards"])
+            extracted = 0
+        else:
+            bank, extracted, reused_shards = _fill(
+                writer, pool, backbone, run, options,
+                batch_size=batch_size, workers=workers, progress=progress, device=device,
+            )  # fmt: skip
     seconds = time.perf_counter() - t0
     summary = ExtractSummary(
-        bank=Path(out),
+        bank=out,
         images=bank.n,
         patterns=bank.n_patterns,
         failed=len(bank.failed),
-        extracted=todo,
+        extracted=extracted,
         seconds=seconds,
-        reused_shards=reused,
+        reused_shards=reused_shards,
         failed_items=bank.failed,
+        reused=bank.n - extracted,
+        removed=writer.removed,
     )
     return bank, summary
+
+
+def _fill(
+    writer: BankWriter,
+    pool: Pool,
+    backbone: Any,
+    run: Engine,
+    options: dict[str, Any],
+    **engine: Any,
+) -> tuple[PatternBank, int, int]:
+    """Write the missing shards: reused rows where the content is known, the model for the
+    rest. Returns the finished bank, the images read now and the shards already done."""
+    missing = writer.missing_shards()
+    done = writer.manifest["n_shards"] - len(missing)
+    if done and not writer.replacing:
+        log.info(
+            "resuming %s: %d of %d shards already done",
+            writer.root, done, writer.manifest["n_shards"],
+        )  # fmt: skip
+    rows = writer.reusable_rows()
+    todo = [i for k in missing for i in range(*writer.shard_range(k))]
+    keys = content_keys(pool, todo, rows.known, progress=engine.get("progress"))
+    shards = ShardAssembler(
+        writer, missing, backbone.dim, options["dtype"], pool=pool, keys=keys, reuse=rows
+    )
+    indices = shards.to_extract()
+    if writer.replacing:
+        reused = len(todo) - len(indices) - len(keys.errors)
+        writer.removed = writer.replaced - rows.matched(writer.target, {keys.key(i) for i in todo})
+        log.info(
+            "rebuilding bank %s (%s): %d images reused, %d to extract, %d removed",
+            writer.target, writer.why, reused, len(indices) + len(keys.errors), writer.removed,
+        )  # fmt: skip
+    shards.fill_known()
+    job = ExtractJob(
+        pool=pool, backbone=backbone, writer=writer, missing=missing, options=options,
+        indices=indices, seeds=keys.seeds, shards=shards, **engine,
+    )  # fmt: skip
+    if indices:
+        run(job)
+    bank = writer.finish()
+    return bank, len(todo) - shards.reused, done
