@@ -538,6 +538,11 @@ class ReusableRows:
                 self._bank_keys.setdefault(root, []).extend(bytes(k) for k in shard.keys)
         return added
 
+    def clear(self) -> None:
+        """Let go of the earlier banks' shards (and their memory maps)."""
+        self._rows.clear()
+        self._failed.clear()
+
     def matched(self, root: Path, keys: set[bytes]) -> int:
         """Rows of the bank at ``root`` (as added) whose content key is in ``keys``."""
         return sum(1 for k in self._bank_keys.get(root, ()) if k != NO_KEY and k in keys)

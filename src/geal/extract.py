@@ -133,7 +133,11 @@ def extract(
     """Extract the knowledge clusters of every image of ``pool`` into a bank at ``out``.
 
     Reuses (and finishes) a bank already at ``out`` when it was made with the same
-    options from the same pool; any other bank there is an error unless ``overwrite``.
+    options from the same pool. When that pool's images changed since, a new bank
+    replaces it that takes every unchanged image's rows from it and runs the model on
+    the others only (see :meth:`geal.bank.BankWriter.prepare`). A bank made with other
+    options or from another pool is an error unless ``overwrite``. While the bank is
+    written it is locked: a second process asking for it waits, then reuses it.
 
     Args:
         pool: the images.
@@ -236,7 +240,7 @@ def _fill(
     rest. Returns the finished bank, the images read now and the shards already done."""
     missing = writer.missing_shards()
     done = writer.manifest["n_shards"] - len(missing)
-    if done and not writer.replacing:
+    if done:
         log.info(
             "resuming %s: %d of %d shards already done",
             writer.root, done, writer.manifest["n_shards"],
@@ -262,5 +266,6 @@ def _fill(
     )  # fmt: skip
     if indices:
         run(job)
+    rows.clear()  # every shard is written: the earlier banks' files can be let go
     bank = writer.finish()
     return bank, len(todo) - shards.reused, done

@@ -130,7 +130,11 @@ def run(job: ExtractJob) -> None:
     backbone, options = job.backbone, dict(job.options)
     request = backbone_request(backbone)
     indices = np.asarray(job.todo, dtype=np.int64)
-    seeds = np.array(job.seeds_of(range(len(job.pool))), dtype=np.uint64)
+    seeds = (
+        job.seeds.astype(np.uint64)
+        if job.seeds is not None
+        else np.arange(len(job.pool), dtype=np.uint64)
+    )
     ds = (
         ray.data.from_items([{"index": int(i)} for i in indices])
         if len(indices) < 1000
