@@ -2,7 +2,9 @@
 
 Both are pure functions on tensors. Every per-image result depends only on that image's
 tokens, saliency and seed, never on the other images of the batch, so a pattern bank is
-the same whatever the batch size, worker count or device order.
+the same whatever the batch size, worker count or device order. Extraction seeds each
+image from its content key, so an image gets the same patterns wherever it sits in the
+pool, and a changed pool's bank can reuse the patterns of the images that stayed.
 """
 
 from __future__ import annotations
@@ -35,19 +37,20 @@ def attention_filter(saliency: torch.Tensor, threshold: float = 0.5) -> torch.Te
     return mask
 
 
-def image_uniforms(seed: int, indices: np.ndarray | list[int], n: int) -> torch.Tensor:
-    """``[B, n]`` uniforms in [0, 1) drawn from a generator seeded by (seed, pool index).
+def image_uniforms(seed: int, keys: np.ndarray | list[int], n: int) -> torch.Tensor:
+    """``[B, n]`` uniforms in [0, 1) drawn from a generator seeded by (seed, image key).
 
     Seeding per image (not per batch) is what makes the bank independent of batching.
+    ``keys`` are non-negative integers, one per image.
     """
-    rows = [np.random.default_rng([int(seed), int(i)]).random(n) for i in indices]
+    rows = [np.random.default_rng([int(seed), int(k)]).random(n) for k in keys]
     return torch.from_numpy(np.stack(rows)).float() if rows else torch.zeros(0, n)
 
 
 def knowledge_clusters(
     tokens: torch.Tensor,
     saliency: torch.Tensor,
-    indices: np.ndarray | list[int],
+    keys: np.ndarray | list[int],
     *,
     threshold: float = 0.5,
     clusters: int = 5,
@@ -60,11 +63,13 @@ def knowledge_clusters(
     Args:
         tokens: ``[B, T, D]`` dense tokens.
         saliency: ``[B, T]`` saliency rows summing to 1.
-        indices: pool index of each row (seeds the per-image k-means++ draws).
+        keys: one non-negative integer per row that, with ``seed``, seeds its k-means++
+            draws: extraction passes the image's content key
+            (:func:`geal.internal.content.seed_of`).
         threshold: attention mass kept by :func:`attention_filter`.
         clusters: K; 1 means the mean of the kept tokens.
         seed: run seed.
     """
     mask = attention_filter(saliency, threshold)
-    u = image_uniforms(seed, indices, clusters).to(tokens.device)
+    u = image_uniforms(seed, keys, clusters).to(tokens.device)
     return batched_kmeans(tokens, mask, clusters, u, max_iter=max_iter, tol=tol)

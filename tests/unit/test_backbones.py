@@ -324,6 +324,94 @@ def test_published_weights_offline_say_what_to_download(monkeypatch: pytest.Monk
     )
 
 
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Network calls fail as they do on a machine without one; returns the attempts."""
+    import socket
+
+    attempts: list[tuple[str, int]] = []
+
+    def refuse(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+        attempts.append(address)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    for var in ("HF_HUB_OFFLINE", "GEAL_OFFLINE", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(_weights, "_cached_hub_file", lambda spec, cfg: None)
+    return attempts
+
+
+def test_published_weights_without_network_fail_fast_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    import timm
+
+    from fakes import make_folder_pool
+    from geal.cli import main
+
+    attempts = _no_network(monkeypatch)
+    real_create = timm.create_model
+
+    def no_download(*args: Any, **kwargs: Any) -> Any:
+        assert not kwargs.get("pretrained"), "the hub must not be asked without a network"
+        return real_create(*args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", no_download)
+    make_folder_pool(tmp_path / "pool", 2)
+    t0 = time.perf_counter()
+    code = main(["extract", str(tmp_path / "pool"), "--out", str(tmp_path / "bank")])
+    seconds = time.perf_counter() - t0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert "no network: huggingface.co cannot be reached" in err[0]
+    assert "--weights PATH" in err[0] and "dino_deitsmall16_pretrain.pth" in err[0]
+    assert attempts == [("huggingface.co", 443)]  # one probe, no retries
+    assert seconds < 30
+    assert not (tmp_path / "bank").exists()
+
+
+def test_offline_variables_skip_the_network_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts = _no_network(monkeypatch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError, match="offline and not in the local cache"):
+        create_backbone("dino_vits16", device="cpu")
+    assert attempts == []
+
+
+def test_hub_retry_warnings_are_held_back(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+    import warnings
+
+    import timm
+
+    _no_network(monkeypatch)
+    monkeypatch.setattr(_weights, "network_reachable", lambda url, timeout=3.0: True)
+
+    def flaky_hub(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("pretrained"):
+            return real_create(*args, **kwargs)
+        hub = logging.getLogger("huggingface_hub.utils._http")
+        monkeypatch.setattr(hub, "handlers", [logging.StreamHandler()])  # as the client does
+        for attempt in range(5):
+            hub.warning("Retrying in %ds [Retry %d/5].", 2**attempt, attempt + 1)
+        logging.getLogger("urllib3.connectionpool").warning("Retrying (Retry(total=4))")
+        warnings.warn("resume_download is deprecated", FutureWarning, stacklevel=1)
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    real_create = timm.create_model
+    monkeypatch.setattr(timm, "create_model", flaky_hub)
+    level = logging.getLogger("huggingface_hub").level
+    with pytest.raises(WeightsError, match="couldn't connect") as info:
+        create_backbone("dino_vits16", device="cpu")
+    assert "--weights PATH" in str(info.value)
+    assert capsys.readouterr().err == ""
+    assert logging.getLogger("huggingface_hub").level == level  # restored
+
+
 def test_hub_failures_become_one_line_weights_errors() -> None:
     spec = BackboneSpec("x", "test_vit", weights_url="https://example.org/x.pth")
     with pytest.raises(WeightsError, match="--weights") as info, _weights.hub_errors(spec, {}):

@@ -105,3 +105,15 @@ def test_clusters_sorted_largest_first() -> None:
     cl = kmeans(x, torch.ones(1, 35, dtype=torch.bool), 2, image_uniforms(0, [0], 2))
     assert float(cl.centers[0, 0].abs().max()) < 1  # the 30-token blob at the origin first
     assert np.isclose(float(cl.centers[0, 1].mean()), 5, atol=0.1)
+
+
+def test_more_clusters_than_tokens_keeps_the_tokens_and_pads_to_k() -> None:
+    g = torch.Generator().manual_seed(5)
+    tokens = torch.randn(3, 4, 6, generator=g)
+    sal = torch.softmax(torch.randn(3, 4, generator=g), dim=1)
+    big = knowledge_clusters(tokens, sal, [0, 1, 2], threshold=1.0, clusters=50)
+    same = knowledge_clusters(tokens, sal, [0, 1, 2], threshold=1.0, clusters=4)
+    assert big.centers.shape == (3, 50, 6)
+    assert big.counts.tolist() == [4, 4, 4]  # every token, each its own pattern
+    assert torch.equal(big.centers[:, :4], same.centers)
+    assert not big.centers[:, 4:].any()

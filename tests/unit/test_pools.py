@@ -92,6 +92,65 @@ def test_folder_without_images_is_an_error(tmp_path: Path) -> None:
     assert "cannot tell the format" in assert_pool_error(tmp_path / "empty", tmp_path / "empty")
 
 
+def _png16(path: Path, pixels: np.ndarray, colour_type: int) -> Path:
+    """A 16-bit PNG written by hand (PIL cannot write 16-bit colour): 0 grey, 2 RGB, 6 RGBA."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        body = tag + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    h, w = pixels.shape[:2]
+    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+    return path
+
+
+def test_wide_pixels_are_scaled_by_their_range_not_clipped(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "wide"
+    root.mkdir()
+    ramp16 = np.array([[0, 257 * 10, 30000, 65535]], np.uint16).repeat(3, 0)
+    Image.fromarray(ramp16).save(root / "a_grey16.png")  # PIL reads it back as I;16
+    Image.fromarray(ramp16).save(root / "b_grey16.tif")
+    Image.fromarray(ramp16.astype(np.int32)).save(root / "c_int32.tif")  # mode I, 16-bit data
+    Image.fromarray(np.array([[0, 100, 200, 255]] * 3, np.int32)).save(root / "d_int32_8bit.tif")
+    Image.fromarray(np.array([[0.0, 0.25, 0.5, 1.0]] * 3, np.float32)).save(root / "e_float01.tif")
+    Image.fromarray(np.array([[-5.0, 0.0, 5.0, 15.0]] * 3, np.float32)).save(root / "f_float.tif")
+    rgb16 = np.zeros((3, 4, 3), np.uint16)
+    rgb16[..., 0], rgb16[..., 1], rgb16[..., 2] = 65535, 30000, 257 * 3
+    _png16(root / "g_rgb16.png", rgb16, 2)
+    pool = open_pool(root)
+    assert Image.open(root / "a_grey16.png").mode == "I;16"
+    grey = {
+        "a_grey16.png": [0, 10, 117, 255],  # 30000 / 257 = 116.7
+        "b_grey16.tif": [0, 10, 117, 255],
+        "c_int32.tif": [0, 10, 117, 255],
+        "d_int32_8bit.tif": [0, 100, 200, 255],
+        "e_float01.tif": [0, 64, 128, 255],
+        "f_float.tif": [0, 64, 128, 255],  # its own range -5..15
+    }
+    for name, want in grey.items():
+        got = np.asarray(pool.load(pool.index_of(name)))
+        assert got.shape == (3, 4, 3) and got.dtype == np.uint8
+        assert got[0, :, 0].tolist() == want, name
+        assert (got == got[..., :1]).all(), name  # grey in every channel
+    rgb = np.asarray(pool.load(pool.index_of("g_rgb16.png")))
+    assert rgb[0, 0].tolist() == [255, 117, 3]
+    # the model input is built from the same pixels, not from a clipped copy
+    from geal.backbones.base import Preprocess
+
+    pre = Preprocess(4, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "nearest")
+    x = pre(Image.open(root / "a_grey16.png"))
+    assert abs(float(x.mean()) - (0 + 10 + 117 + 255) / 4 / 255) < 0.05
+
+
 # ------------------------------------------------------------------------- list file
 
 
@@ -210,7 +269,7 @@ def test_voc_annotations_parse_on_request(tmp_path: Path) -> None:
 
 def test_voc_malformed_annotation_fails_when_read_naming_the_file(tmp_path: Path) -> None:
     fake = make_voc_devkit(tmp_path, n_per_year=2)
-    pool = open_pool(fake.path)  # opening never parses annotations
+    pool = open_pool(fake.path)  # the files break after the pool was opened
     assert isinstance(pool, VocPool)
     bad = pool.annotation_path(0)
     bad.write_text("<annotation><filename>x.jpg</filename><size>")
@@ -229,6 +288,48 @@ def test_voc_malformed_annotation_fails_when_read_naming_the_file(tmp_path: Path
     no_name.write_text("<annotation><size><width>3</width><height>2</height></size></annotation>")
     with pytest.raises(PoolError, match="lacks <filename>"):
         read_voc_annotation(no_name)
+
+
+def test_voc_missing_or_broken_annotations_are_found_at_open_and_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = make_voc_devkit(tmp_path, n_per_year=3)
+    ann07 = fake.path / "VOC2007" / "Annotations"
+    ann12 = fake.path / "VOC2012" / "Annotations"
+    broken, gone = sorted(ann07.glob("*.xml"))[0], sorted(ann12.glob("*.xml"))[1]
+    broken.write_text("<annotation><filename>x.jpg</filename><size>")
+    gone.unlink()
+    empty = sorted(ann12.glob("*.xml"))[0]
+    empty.write_text("<annotation><filename>a.jpg</filename></annotation>")  # lacks <size>
+    with caplog.at_level("WARNING", logger="geal.pools.voc"):
+        pool = open_pool(fake.path)
+    assert isinstance(pool, VocPool)
+    assert len(pool) == 6  # every image can still be ranked
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "3 of 6 images" in warnings[0]
+    for path in (broken, gone, empty):
+        assert path.name in warnings[0]
+    assert f"missing: VOC2012/Annotations/{gone.name}" in warnings[0]
+    ids = {f"2007/{broken.stem}", f"2012/{gone.stem}", f"2012/{empty.stem}"}
+    assert set(pool.bad_annotations) == ids
+    assert "malformed XML" in pool.bad_annotations[f"2007/{broken.stem}"]
+    assert "lacks <size>" in pool.bad_annotations[f"2012/{empty.stem}"]
+    with pytest.raises(PoolError, match="malformed XML"):  # never read as "no objects"
+        pool.annotation(pool.index_of(f"2007/{broken.stem}"))
+    good = [i for i, item in enumerate(pool) if item.id not in ids]
+    assert all(pool.annotation(i)["objects"] for i in good)
+    assert set(pool.head(5).bad_annotations) <= ids  # kept by a prefix of the pool
+
+
+def test_voc_with_sound_annotations_records_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = make_voc_devkit(tmp_path, n_per_year=2)
+    with caplog.at_level("WARNING", logger="geal.pools.voc"):
+        pool = open_pool(fake.path)
+    assert isinstance(pool, VocPool) and pool.bad_annotations == {}
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_voc_split_missing_in_one_year_skips_it_and_in_all_years_is_an_error(

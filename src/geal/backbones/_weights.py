@@ -5,6 +5,9 @@ checkpoints, timm state dicts, ``.safetensors``), weights shipped in a Python pa
 the model's published weights from the local timm/Hugging Face/torch-hub caches or the
 hub. Pickled checkpoints are read with ``weights_only=True`` so that a file can never
 run code. Every failure becomes one :class:`WeightsError` line that says what to do.
+Without a network (``HF_HUB_OFFLINE=1`` or ``GEAL_OFFLINE=1``, or a probe of a few
+seconds that cannot reach the hub) that line comes at once, not after the hub client's
+minute of retries.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import contextlib
 import logging
 import os
 import pickle
+import socket
+import threading
+import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +45,9 @@ _PREFIXES = ("module.", "backbone.", "_orig_mod.")
 # (DINO/iBOT keep the teacher, which is what they evaluate).
 _NESTING = ("teacher", "model_ema", "state_dict_ema", "model", "state_dict", "module")
 _TRUE = {"1", "true", "yes", "on"}
+# Seconds the network probe waits before weights are declared unreachable.
+PROBE_TIMEOUT = 3.0
+_CHATTY_LOGGERS = ("huggingface_hub", "urllib3", "filelock")
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,14 @@ def resolve_weights(
         return _from_file(spec, cached, weights_id=hub_id, record_sha=False)
     if is_offline():
         raise missing_weights_error(spec, pretrained_cfg, "offline and not in the local cache")
+    url = hub_url(spec, pretrained_cfg)
+    if not network_reachable(url):
+        host = urlparse(url).hostname
+        raise missing_weights_error(
+            spec,
+            pretrained_cfg,
+            f"no network: {host} cannot be reached, nothing in the local cache",
+        )
     return ResolvedWeights("hub", hub_id)
 
 
@@ -143,6 +161,64 @@ def _cached_hub_file(spec: BackboneSpec, cfg: Mapping[str, Any]) -> Path | None:
     return None
 
 
+def hub_url(spec: BackboneSpec, cfg: Mapping[str, Any]) -> str:
+    """Where timm fetches the published weights from: the Hugging Face hub when the
+    config names a hub repository (``HF_ENDPOINT`` honoured), else the checkpoint URL."""
+    if cfg.get("hf_hub_id"):
+        return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    return str(cfg.get("url") or spec.weights_url or "https://huggingface.co")
+
+
+def network_reachable(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether a TCP connection to ``url``'s host (or the proxy serving it) opens within
+    ``timeout`` seconds, name lookup included.
+
+    One short probe instead of the hub client's minute of retries: without a network the
+    answer comes in seconds and the caller can say at once how to supply the weights.
+    """
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = p.hostname or host, p.port or 80
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                answer.append(True)
+        except OSError as exc:
+            logger.debug("cannot reach %s:%s: %s", host, port, exc)
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, name="geal-network-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)  # bounds the name lookup too, which has no timeout of its own
+    return bool(answer and answer[0])
+
+
+@contextlib.contextmanager
+def quiet_downloads() -> Iterator[None]:
+    """Hold back the hub client's retry warnings while timm fetches weights.
+
+    Each failed attempt logs a warning through ``huggingface_hub`` (and ``urllib3``);
+    whatever finally fails becomes one :class:`WeightsError` line instead.
+    """
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def download_hint(spec: BackboneSpec, cfg: Mapping[str, Any]) -> str:
     """Where a user can fetch the weights by hand."""
     if spec.weights_url:
@@ -163,9 +239,11 @@ def missing_weights_error(spec: BackboneSpec, cfg: Mapping[str, Any], reason: st
 
 @contextlib.contextmanager
 def hub_errors(spec: BackboneSpec, cfg: Mapping[str, Any]) -> Iterator[None]:
-    """Turn whatever timm / Hugging Face / urllib raise while fetching weights into one line."""
+    """Turn whatever timm / Hugging Face / urllib raise while fetching weights into one
+    line, with their retry warnings held back (:func:`quiet_downloads`)."""
     try:
-        yield
+        with quiet_downloads():
+            yield
     except GealError:
         raise
     except Exception as exc:  # network, cache and format errors come in many types

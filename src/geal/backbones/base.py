@@ -10,6 +10,7 @@ import torch
 from PIL import Image, ImageOps
 
 from geal.errors import GealError
+from geal.internal.images import to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,12 @@ class Preprocess:
         JPEGs are decoded at a reduced scale that still covers S x S (``Image.draft``),
         which is much faster for large photos and deterministic. This configures the
         decoder of the image that is passed in. EXIF orientation is applied so the model
-        sees the photo as people do.
+        sees the photo as people do; pixels wider than 8 bits are scaled by their real
+        range (:func:`geal.internal.images.to_rgb`).
         """
         size = self.image_size
         image.draft("RGB", (size, size))
-        image = ImageOps.exif_transpose(image)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        image = to_rgb(ImageOps.exif_transpose(image))
         image = image.resize((size, size), resample=_RESAMPLE[self.interpolation])
         pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
         x = pixels.permute(2, 0, 1).to(torch.float32).div_(255.0)
@@ -141,6 +141,13 @@ class Backbone(torch.nn.Module):
     def train(self, mode: bool = True) -> Backbone:
         """Stay in eval mode whatever is asked: dropout or BN updates would break determinism."""
         return super().train(False)
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Dense tokens T of one input image: (side / stride) squared, the side rounded up
+        as padded convolutions do."""
+        side = -(-self.preprocess.image_size // self.stride)
+        return side * side
 
     @property
     def device(self) -> torch.device:

@@ -1,10 +1,11 @@
 """Extraction engines: what fills a bank's missing shards, and by name which one does.
 
 An engine is a module with a function ``run(job: ExtractJob) -> None``: it decodes the
-images of ``job.missing`` shards, encodes them with
-:func:`geal.engines.encode.encode_batch` and hands every image to a
-:class:`geal.engines.shards.ShardAssembler`, which writes the shards. Since all engines
-share those two pieces, they write the same bank for the same pool and options.
+images ``job.todo`` (those of the missing shards that need the model), encodes them
+with :func:`geal.engines.encode.encode_batch`, each seeded by ``job.seeds_of``, and hands
+every image to ``job.assembler()`` (a :class:`geal.engines.shards.ShardAssembler`),
+which writes the shards. Since all engines share those two pieces, they write the same
+bank for the same pool and options.
 
 ``ENGINES`` maps an engine name to its module, imported only when that engine is asked
 for, so optional dependencies (Ray) are needed only by the runs that use them:
@@ -20,11 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+
 from geal.errors import GealError
 
 if TYPE_CHECKING:
     from geal.backbones import Backbone
     from geal.bank import BankWriter
+    from geal.engines.shards import ShardAssembler
     from geal.pools.base import Pool
 
 
@@ -44,6 +48,11 @@ class ExtractJob:
         progress: show a progress bar (None: when stderr is a terminal).
         device: the device asked for (``auto``, ``cpu``, ``cuda``...); the Ray engine
             uses GPUs for its model actors unless it is ``cpu``.
+        indices: pool indices to run through the model, ascending (None: every image of
+            the missing shards); the others are already known to ``shards``.
+        seeds: uint64 ``[N]`` per-image seed keys of the k-means draws (the images'
+            content keys, :func:`geal.internal.content.seed_of`); None: the pool index.
+        shards: the assembler writing the missing shards (None: a plain one).
     """
 
     pool: Pool
@@ -55,6 +64,9 @@ class ExtractJob:
     workers: int | None = None
     progress: bool | None = None
     device: str = "auto"
+    indices: Sequence[int] | None = None
+    seeds: np.ndarray | None = None
+    shards: ShardAssembler | None = None
 
     @property
     def ranges(self) -> list[tuple[int, int]]:
@@ -62,9 +74,39 @@ class ExtractJob:
         return [self.writer.shard_range(k) for k in self.missing]
 
     @property
+    def todo(self) -> list[int]:
+        """Pool indices to run through the model, ascending."""
+        if self.indices is not None:
+            return list(self.indices)
+        return [i for a, b in self.ranges for i in range(a, b)]
+
+    @property
     def total(self) -> int:
         """Number of images to extract."""
-        return sum(b - a for a, b in self.ranges)
+        return len(self.indices) if self.indices is not None else sum(b - a for a, b in self.ranges)
+
+    def by_shard(self) -> list[list[int]]:
+        """:attr:`todo` cut at shard boundaries (a batch never straddles two shards)."""
+        groups: dict[int, list[int]] = {}
+        for i in self.todo:
+            groups.setdefault(i // self.writer.shard_size, []).append(i)
+        return [groups[k] for k in sorted(groups)]
+
+    def seeds_of(self, indices: Sequence[int]) -> list[int]:
+        """The k-means seed keys of pool images ``indices``."""
+        if self.seeds is None:
+            return [int(i) for i in indices]
+        return [int(self.seeds[i]) for i in indices]
+
+    def assembler(self) -> ShardAssembler:
+        """The shard assembler every result goes to."""
+        if self.shards is not None:
+            return self.shards
+        from geal.engines.shards import ShardAssembler
+
+        return ShardAssembler(
+            self.writer, self.missing, self.backbone.dim, self.options["dtype"], pool=self.pool
+        )
 
 
 Engine = Callable[[ExtractJob], None]

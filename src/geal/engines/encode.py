@@ -20,14 +20,15 @@ if TYPE_CHECKING:
 
 
 def encode_batch(
-    backbone: Backbone, images: torch.Tensor, indices: list[int], options: Mapping[str, Any]
+    backbone: Backbone, images: torch.Tensor, seeds: list[int], options: Mapping[str, Any]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One forward pass + knowledge clusters of a batch of preprocessed images.
 
     Args:
         backbone: the frozen model.
         images: ``[B, 3, S, S]`` preprocessed images, on any device.
-        indices: pool index of each image; seeds its k-means draws.
+        seeds: seed key of each image (from its content key,
+            :func:`geal.internal.content.seed_of`); seeds its k-means draws.
         options: the bank's options (``precision``, ``threshold``, ``clusters``, ``seed``,
             ``max_iter``, ``tol``).
 
@@ -45,7 +46,7 @@ def encode_batch(
         cl = knowledge_clusters(
             out.tokens.float(),
             out.saliency.float(),
-            indices,
+            seeds,
             threshold=options["threshold"],
             clusters=options["clusters"],
             seed=options["seed"],

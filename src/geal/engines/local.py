@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geal.engines import ExtractJob
 from geal.engines.encode import encode_batch
-from geal.engines.shards import ShardAssembler
 from geal.internal.progress import Progress
 from geal.pools.base import Pool
 
@@ -51,17 +50,17 @@ def _collate(
 class _ShardBatches(Sampler[list[int]]):
     """Batches of pool indices that never straddle two shards, shard after shard."""
 
-    def __init__(self, ranges: list[tuple[int, int]], batch_size: int):
-        self.ranges = ranges
+    def __init__(self, groups: list[list[int]], batch_size: int):
+        self.groups = groups
         self.batch_size = batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
-        for a, b in self.ranges:
-            for s in range(a, b, self.batch_size):
-                yield list(range(s, min(s + self.batch_size, b)))
+        for group in self.groups:
+            for s in range(0, len(group), self.batch_size):
+                yield group[s : s + self.batch_size]
 
     def __len__(self) -> int:
-        return sum((b - a + self.batch_size - 1) // self.batch_size for a, b in self.ranges)
+        return sum((len(g) + self.batch_size - 1) // self.batch_size for g in self.groups)
 
 
 def default_workers() -> int:
@@ -70,25 +69,25 @@ def default_workers() -> int:
 
 
 def run(job: ExtractJob) -> None:
-    """Extract the images of ``job.missing`` shards and write those shards."""
+    """Extract the images ``job.todo`` and write the missing shards."""
     backbone = job.backbone
     workers = default_workers() if job.workers is None else job.workers
-    ranges = job.ranges
     loader = DataLoader(
         _PoolImages(job.pool, backbone.preprocess),
-        batch_sampler=_ShardBatches(ranges, job.batch_size),
+        batch_sampler=_ShardBatches(job.by_shard(), job.batch_size),
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=backbone.device.type == "cuda",
         prefetch_factor=4 if workers > 0 else None,
     )
-    shards = ShardAssembler(job.writer, job.missing, backbone.dim, job.options["dtype"])
+    shards = job.assembler()
     with Progress(job.total, unit="img", desc="extract", progress=job.progress) as bar:
         for indices, images, bad in loader:
             for i, err in bad:
                 shards.failed(job.pool, i, err)
             if images is not None:
-                centers, counts, glob = encode_batch(backbone, images, indices, job.options)
+                seeds = job.seeds_of(indices)
+                centers, counts, glob = encode_batch(backbone, images, seeds, job.options)
                 for row, i in enumerate(indices):
                     shards.add(i, centers[row, : counts[row]], glob[row])
             bar.update(len(indices) + len(bad))

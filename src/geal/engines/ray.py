@@ -20,7 +20,6 @@ import torch
 
 from geal.engines import ExtractJob
 from geal.engines.encode import encode_batch
-from geal.engines.shards import ShardAssembler
 from geal.errors import GealError
 from geal.internal.progress import Progress
 from geal.pools.base import Pool
@@ -32,12 +31,14 @@ log = logging.getLogger(__name__)
 
 
 class _Decode:
-    """Ray actor: pool indices -> preprocessed images (or the reason they failed)."""
+    """Ray actor: pool indices -> preprocessed images (or the reason they failed) and the
+    images' k-means seed keys."""
 
-    def __init__(self, pool: Pool, preprocess: Any):
+    def __init__(self, pool: Pool, preprocess: Any, seeds: np.ndarray):
         torch.set_num_threads(1)
         self.pool = pool
         self.preprocess = preprocess
+        self.seeds = seeds
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         index = batch["index"]
@@ -50,7 +51,7 @@ class _Decode:
                 error[row] = ""
             except Exception as e:  # reported per image, never fatal
                 error[row] = f"{type(e).__name__}: {e}"
-        return {"index": index, "image": images, "error": error}
+        return {"index": index, "seed": self.seeds[index], "image": images, "error": error}
 
 
 class _Encode:
@@ -73,7 +74,8 @@ class _Encode:
         glob = np.zeros((len(index), dim), np.float32)
         if ok.any():
             images = torch.from_numpy(np.ascontiguousarray(batch["image"][ok]))
-            c, n, g = encode_batch(self.backbone, images, index[ok].tolist(), self.options)
+            seeds = [int(s) for s in batch["seed"][ok]]
+            c, n, g = encode_batch(self.backbone, images, seeds, self.options)
             centers[ok], counts[ok], glob[ok] = c, n, g
         return {
             "index": index,
@@ -101,7 +103,7 @@ def backbone_request(backbone: Backbone) -> dict[str, Any]:
 
 
 def run(job: ExtractJob) -> None:
-    """Extract the images of ``job.missing`` shards on Ray Data and write those shards."""
+    """Extract the images ``job.todo`` on Ray Data and write the missing shards."""
     try:
         import ray
     except ImportError:
@@ -127,14 +129,20 @@ def run(job: ExtractJob) -> None:
     )
     backbone, options = job.backbone, dict(job.options)
     request = backbone_request(backbone)
-    indices = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in job.ranges])
+    indices = np.asarray(job.todo, dtype=np.int64)
+    seeds = (
+        job.seeds.astype(np.uint64)
+        if job.seeds is not None
+        else np.arange(len(job.pool), dtype=np.uint64)
+    )
     ds = (
         ray.data.from_items([{"index": int(i)} for i in indices])
         if len(indices) < 1000
         else (ray.data.from_numpy(indices).rename_columns({"data": "index"}))
     )
     ds = ds.map_batches(
-        _Decode, fn_constructor_args=(job.pool, backbone.preprocess), batch_size=job.batch_size,
+        _Decode, fn_constructor_args=(job.pool, backbone.preprocess, seeds),
+        batch_size=job.batch_size,
         concurrency=decode_actors, num_cpus=1, batch_format="numpy",
     )  # fmt: skip
     ds = ds.map_batches(
@@ -142,7 +150,7 @@ def run(job: ExtractJob) -> None:
         batch_size=job.batch_size, concurrency=model_actors, batch_format="numpy",
         num_gpus=1 if use_gpu else 0, num_cpus=1 if use_gpu else max(1, threads),
     )  # fmt: skip
-    shards = ShardAssembler(job.writer, job.missing, backbone.dim, options["dtype"])
+    shards = job.assembler()
     with Progress(len(indices), unit="img", desc="extract", progress=job.progress) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for row, i in enumerate(batch["index"].tolist()):

@@ -52,7 +52,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as indented JSON with sorted keys: the same object, the same bytes."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -53,7 +53,8 @@ def batched_kmeans(
         x: ``[B, T, D]`` tokens.
         mask: ``[B, T]`` tokens taking part (at least one per image).
         k: clusters per image. K = 1 gives the mean of the kept tokens. An image with
-            at most K kept tokens gets those tokens as its clusters.
+            at most K kept tokens gets those tokens as its clusters; so does every image
+            when K is at least the T tokens an image has (the output is still padded to K).
         uniforms: ``[B, >= K]`` uniforms in [0, 1) that drive the k-means++ draws
             (see :func:`image_uniforms`), so results are seeded per image.
         max_iter: Lloyd iterations at most.
@@ -68,6 +69,7 @@ def batched_kmeans(
         raise ValueError(f"clusters must be >= 1, got {k}")
     x = x.float()
     b, t, dim = x.shape
+    k_out, k = k, min(k, t)  # no image keeps more than T tokens: K > T changes nothing
     m = mask.bool()
     mf = m.float()
     n_kept = m.sum(1)  # [B]
@@ -134,4 +136,6 @@ def batched_kmeans(
     order = torch.sort(size, dim=1, descending=True, stable=True).indices
     c = torch.gather(c, 1, order.unsqueeze(-1).expand(-1, -1, dim))
     counts = (size > 0).sum(1)
+    if k_out > k:
+        c = torch.cat([c, c.new_zeros(b, k_out - k, dim)], 1)
     return Clusters(centers=c, counts=counts)

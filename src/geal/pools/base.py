@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from geal.errors import PoolError
+from geal.internal.images import to_rgb
 
 
 @dataclass(frozen=True)
@@ -89,16 +90,48 @@ class Pool(Sequence[PoolItem]):
             raise PoolError(f"pool {self.root} has no image with id {image_id!r}") from None
 
     def load(self, index: int) -> Image.Image:
-        """Decode image ``index`` as an RGB :class:`PIL.Image.Image`.
+        """Decode image ``index`` as an 8-bit RGB :class:`PIL.Image.Image`.
 
-        Raises any decoding error unchanged; the extractor catches, counts and lists it.
+        Pixels wider than 8 bits (16-bit grey, 32-bit integer or float) are scaled by
+        their real range, not clipped (see :func:`geal.internal.images.to_rgb`). Raises
+        any decoding error unchanged; the extractor catches, counts and lists it.
         """
         item = self.items[index]
         if item.path is None:
             raise NotImplementedError(f"{type(self).__name__} must implement load()")
         with Image.open(item.path) as im:
             im.load()
-            return im.convert("RGB")
+            return to_rgb(im)
+
+    def content_key(self, index: int) -> bytes:
+        """sha256 digest of image ``index``'s content, which keys its per-image work.
+
+        The bytes of its file; for images stored inside a container (no ``path``), the
+        decoded picture (mode, size and pixels). Raises reading errors unchanged.
+        """
+        item = self.items[index]
+        h = hashlib.sha256()
+        if item.path is not None:
+            with open(item.path, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+        else:
+            image = self.load(index)
+            h.update(f"{image.mode} {image.size[0]}x{image.size[1]}\n".encode())
+            h.update(image.tobytes())
+        return h.digest()
+
+    def file_stat(self, index: int) -> tuple[int, int] | None:
+        """(size, mtime_ns) of image ``index``'s own file; None when it has none or it
+        cannot be looked at."""
+        path = self.items[index].path
+        if path is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return int(st.st_size), int(st.st_mtime_ns)
 
     def fingerprint(self) -> str:
         """A hash of ids, file sizes and modification times, for cache validity.
@@ -135,9 +168,13 @@ class Pool(Sequence[PoolItem]):
         return replace(self, **changes)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready summary recorded in manifests and ``selection.json``."""
+        """JSON-ready summary recorded in manifests and ``selection.json``.
+
+        ``root`` is the resolved absolute path, so a bank or selection made here reopens
+        its pool from any working directory.
+        """
         out = {
-            "root": str(self.root),
+            "root": str(Path(self.root).expanduser().resolve()),
             "format": self.format,
             "split": self.meta.get("split"),
             "n": len(self.items),

@@ -3,8 +3,14 @@
 Accepts a ``VOCdevkit`` folder holding ``VOC2007`` and/or ``VOC2012`` (the VOC07+12
 pool GEAL selects from), a folder holding ``VOCdevkit`` (torchvision's layout), or a
 single ``VOC20xx`` folder. Items come in year order, then in split-file order; the id
-``<year>/<image_id>`` stays unique across years. Opening reads the split files only;
-annotations are parsed when asked for, through :meth:`VocPool.annotation`.
+``<year>/<image_id>`` stays unique across years.
+
+Opening also checks every item's ``Annotations/<image_id>.xml``: an image whose file is
+missing or broken is still a valid image to rank, but not a valid detection training
+image, so it is counted and named in one warning and recorded in
+``meta["bad_annotations"]`` (id -> reason; :attr:`VocPool.bad_annotations`) for
+detection exports to leave out or refuse. A broken file is never read as "no objects":
+:meth:`VocPool.annotation` raises for it.
 """
 
 from __future__ import annotations
@@ -173,6 +179,46 @@ class VocPool(Pool):
         """Parsed annotation of item ``index`` (see :func:`read_voc_annotation`)."""
         return read_voc_annotation(self.annotation_path(index))
 
+    @property
+    def bad_annotations(self) -> dict[str, str]:
+        """Ids of the images whose annotation was missing or broken when the pool was
+        opened, each with the reason; detection split files must not list them."""
+        return dict(self.meta.get("bad_annotations") or {})
+
+
+def check_annotations(pool: VocPool) -> dict[str, str]:
+    """Parse every item's annotation; ``{id: reason}`` of those missing or broken.
+
+    Logs one warning naming the files (the first ten) when there are any.
+    """
+    bad: dict[str, str] = {}
+    missing: list[str] = []
+    broken: list[str] = []
+    for index, item in enumerate(pool.items):
+        path = pool.annotation_path(index)
+        try:
+            read_voc_annotation(path)
+        except PoolError as exc:
+            bad[item.id] = str(exc)
+            name = f"VOC{item.subset}/Annotations/{path.name}"
+            (missing if not path.exists() else broken).append(name)
+    if bad:
+        parts = [
+            f"{what}: {_few(names)}" for what, names in (("missing", missing), ("broken", broken))
+            if names
+        ]  # fmt: skip
+        logger.warning(
+            "VOC devkit %s: %d of %d images have no readable annotation (%s); they can be "
+            "ranked but are not valid detection training images",
+            pool.meta.get("devkit"), len(bad), len(pool.items), "; ".join(parts),
+        )  # fmt: skip
+    return bad
+
+
+def _few(names: list[str], n: int = 10) -> str:
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
 
 @register_format(
     "voc", _detect, "PASCAL VOC devkit (VOCdevkit/VOC2007, VOC2012), --split image set", priority=30
@@ -218,7 +264,7 @@ def read_voc(path: Path, *, split: str | None = None) -> VocPool:
     if not items:
         raise PoolError(f"VOC image set {split!r} in {devkit} lists no images")
     logger.info("VOC devkit %s, image set %s: %d images", devkit, split, len(items))
-    return VocPool(
+    pool = VocPool(
         root=Path(path),
         format="voc",
         items=items,
@@ -229,3 +275,5 @@ def read_voc(path: Path, *, split: str | None = None) -> VocPool:
             "split": split,
         },
     )
+    pool.meta["bad_annotations"] = check_annotations(pool)
+    return pool
