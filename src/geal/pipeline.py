@@ -151,6 +151,10 @@ def preflight_exports(pool: Pool, to: Sequence[str], name: str = "geal") -> None
     formats = check_formats(to, exclude=("csv",))
     if not formats or len(pool) == 0:
         return
+    if any(f in ("voc", "mmdet") for f in formats) and pool.format == "voc":
+        from geal.export.voc import check_annotations
+
+        check_annotations(pool)  # a broken annotation anywhere: say so before extracting
     probe = Ranking(np.array([0], np.int64), np.full(1, np.nan, np.float32), "probe", 0)
     with tempfile.TemporaryDirectory(prefix="geal-preflight-") as tmp:
         for f in formats:
@@ -241,6 +245,7 @@ def run_selection(
         to=to,
         name=name,
         bank_manifest_hash=bank.manifest_hash(),
+        bank_content_sha256=bank.content_sha256,
         extra=info,
     )
     journal.unlink(missing_ok=True)

@@ -161,6 +161,7 @@ def write_selection_json(
     pool: Pool | None,
     extra: Mapping[str, Any] | None = None,
     files: Sequence[str | Path] = (),
+    bank_content_sha256: str | None = None,
     ranking_files: Mapping[int, str] | None = None,
     params_by_budget: Mapping[int, dict[str, Any]] | None = None,
 ) -> Path:
@@ -197,6 +198,7 @@ def write_selection_json(
         "nested": ranking.nested,
         **({"why_not_nested": ranking.why_not_nested} if ranking.why_not_nested else {}),
         "bank_manifest_hash": bank_manifest_hash,
+        "bank_content_sha256": bank_content_sha256,
         "pool": pool.describe() if pool is not None else None,
         "geal_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -239,6 +241,7 @@ def write_selection(
     name: str = "geal",
     bank_manifest_hash: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    bank_content_sha256: str | None = None,
 ) -> WrittenSelection:
     """Write the selection directory ``out`` whole, replacing an earlier selection there.
 
@@ -297,6 +300,7 @@ def write_selection(
                 top,
                 budget_list,
                 bank_manifest_hash=bank_manifest_hash,
+                bank_content_sha256=bank_content_sha256,
                 pool=pool,
                 extra=extra,
                 files=written,
@@ -389,15 +393,29 @@ def pool_of_bank(bank: PatternBank, pool_path: str | Path | None = None, fmt: st
     root = pool_path or info.get("root")
     if not root:
         raise GealError("this bank does not record its pool; pass --pool PATH")
+    if pool_path is None and not Path(root).expanduser().exists():
+        where = f" recorded in bank {bank.root}" if bank.root is not None else ""
+        raise GealError(f"pool {root}{where} no longer exists (moved?); pass --pool PATH")
     pool = open_pool(
         root, info.get("format", fmt) if pool_path is None else fmt, split=info.get("split")
     )
     if info.get("limit"):  # the bank was made from the pool's first images
         pool = pool.head(int(info["limit"]))
     if len(pool) != bank.n:
-        raise GealError(f"pool {root} has {len(pool)} images but the bank has {bank.n}; re-extract")
+        raise GealError(
+            f"pool {root} has {len(pool)} images but the bank has {bank.n}; rerun `geal "
+            "extract` (unchanged images are reused) or pass --pool PATH"
+        )
+    ids = bank.ids
+    if ids is not None and ids != pool.ids:
+        first = next(i for i, (a, b) in enumerate(zip(ids, pool.ids, strict=True)) if a != b)
+        raise GealError(
+            f"pool {root} changed since the bank was made (image {first} is now "
+            f"{pool.ids[first]!r}, was {ids[first]!r}); rerun `geal extract` (unchanged "
+            "images are reused)"
+        )
     if info.get("fingerprint") and pool.fingerprint() != info["fingerprint"]:
-        log.warning("pool %s changed since the bank was made; ids are matched by position", root)
+        log.warning("pool %s changed since the bank was made (same images by id)", root)
     return pool
 
 

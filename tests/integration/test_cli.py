@@ -386,3 +386,22 @@ def test_select_checks_seed_device_and_labeled_files_in_one_line(
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("no-such-image.png\n")
     fails_cleanly(capsys, [*base, "--labeled", str(wrong)], "not in the pool")
+
+
+def test_a_moved_pool_says_pass_pool_and_selection_json_records_the_bank_content(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from geal.bank import PatternBank
+
+    made = make_folder_pool(tmp_path / "pool", 8)
+    bank = tmp_path / "bank"
+    assert main(["extract", str(made.path), "--out", str(bank), *TINY]) == 0
+    out = tmp_path / "sel"
+    assert main(["select", str(bank), "--budget", "3", "--out", str(out)]) == 0
+    meta = json.loads((out / "selection.json").read_text())
+    assert meta["bank_content_sha256"] == PatternBank.open(bank).content_sha256
+    moved = tmp_path / "elsewhere"
+    made.path.rename(moved)
+    again = ["select", str(bank), "--budget", "3", "--out", str(tmp_path / "sel2")]
+    fails_cleanly(capsys, again, "no longer exists", "--pool")
+    assert main([*again, "--pool", str(moved)]) == 0

@@ -24,7 +24,7 @@ from fakes import (
     save_image,
     solid,
 )
-from geal.errors import PoolError
+from geal.errors import GealError, PoolError
 from geal.pools import Pool, detect_format, open_pool
 from geal.pools.cifar import CifarPool
 from geal.pools.idx import IdxPool
@@ -579,3 +579,26 @@ def test_fingerprint_follows_container_files(tmp_path: Path) -> None:
     labels_file.write_bytes(bytes(data))
     os.utime(labels_file, ns=(1, 1))
     assert open_pool(fake.path).fingerprint() != first
+
+
+def test_voc_split_files_never_list_an_image_whose_annotation_is_broken(tmp_path: Path) -> None:
+    import numpy as np
+
+    from geal.export import EXPORTERS
+    from geal.pipeline import preflight_exports
+    from geal.sampling import Ranking
+
+    fake = make_voc_devkit(tmp_path, n_per_year=3)
+    broken = sorted((fake.path / "VOC2007" / "Annotations").glob("*.xml"))[0]
+    broken.write_text("<annotation><size>")
+    pool = open_pool(fake.path)
+    bad = pool.index_of(f"2007/{broken.stem}")
+    good = [i for i in range(len(pool)) if i != bad]
+    with pytest.raises(GealError, match="annotation is missing or broken"):
+        preflight_exports(pool, ["voc"])  # before any extraction
+    ranking = Ranking(np.array([bad, *good[:2]]), np.zeros(3, np.float32), "x", 0)
+    for fmt in ("voc", "mmdet"):
+        with pytest.raises(GealError, match=broken.stem):
+            EXPORTERS[fmt](pool, ranking, 3, tmp_path / fmt)
+    fine = Ranking(np.array(good[:3]), np.zeros(3, np.float32), "x", 0)
+    assert EXPORTERS["voc"](pool, fine, 3, tmp_path / "ok")  # the others still export

@@ -98,7 +98,10 @@ def extract_args(p: argparse.ArgumentParser) -> None:
         "--shard-size", type=int, default=1024, help="images per bank shard, the unit of resuming"
     )
     g.add_argument(
-        "--overwrite", action="store_true", help="replace a bank made with other settings"
+        "--overwrite",
+        action="store_true",
+        help="replace a bank made with other settings or from another pool (the old one "
+        "stays until the new one is complete)",
     )
     g.add_argument(
         "--engine",

@@ -29,6 +29,22 @@ def voc_year_dirs(pool: Pool) -> dict[str, str]:
     return years
 
 
+def check_annotations(pool: Pool, indices: list[int] | None = None) -> None:
+    """Refuse to list images whose annotation XML is missing or broken (all of the pool's,
+    or those of ``indices``): a trainer would read them as images without objects."""
+    bad = pool.meta.get("bad_annotations") or {}
+    if not bad:
+        return
+    ids = [pool[i].id for i in indices] if indices is not None else list(bad)
+    hit = [i for i in ids if i in bad]
+    if hit:
+        raise GealError(
+            f"VOC split files would list {len(hit)} image(s) whose annotation is missing or "
+            f"broken ({', '.join(hit[:3])}{', ...' if len(hit) > 3 else ''}: "
+            f"{bad[hit[0]]}); fix or remove their XML files first"
+        )
+
+
 def voc_split_name(name: str, budget: int) -> str:
     """Image-set name of a selection, as the official GEAL code names it."""
     return f"trainval_{check_name(name)}_{budget}"
@@ -59,7 +75,9 @@ def export_voc(
     year_dirs = voc_year_dirs(pool)
     split = voc_split_name(name, budget)
     by_year: dict[str, list[str]] = {}
-    for index in selected_indices(pool, ranking, budget).tolist():
+    chosen = selected_indices(pool, ranking, budget).tolist()
+    check_annotations(pool, chosen)
+    for index in chosen:
         item = pool[index]
         assert item.subset is not None  # the VOC reader sets the year on every item
         by_year.setdefault(item.subset, []).append(item.id.split("/", 1)[1])
