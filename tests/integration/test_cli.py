@@ -405,3 +405,23 @@ def test_a_moved_pool_says_pass_pool_and_selection_json_records_the_bank_content
     again = ["select", str(bank), "--budget", "3", "--out", str(tmp_path / "sel2")]
     fails_cleanly(capsys, again, "no longer exists", "--pool")
     assert main([*again, "--pool", str(moved)]) == 0
+
+
+def test_json_prints_one_object_with_files_counts_and_timings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made = make_folder_pool(tmp_path / "pool", 9)
+    out = tmp_path / "sel"
+    argv = ["run", str(made.path), "--budget", "4", "--out", str(out), "--to", "indices"]
+    assert main([*argv, "--json", *TINY]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # stdout holds the object alone
+    assert doc["command"] == "run" and doc["exit"] == 0 and doc["budgets"] == [4]
+    assert doc["extract"]["images"] == 9 and doc["extract"]["extracted"] == 9
+    assert doc["extract"]["seconds"] >= 0 and doc["select_seconds"] >= 0
+    assert {Path(f).name for f in doc["files"]} >= {"selection.json", "indices_geal_4.json"}
+    assert all(Path(f).exists() for f in doc["files"])
+    assert "select:" in captured.err  # the usual lines went to stderr
+    assert main(["extract", str(made.path), "--json", *TINY]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["extract"]["reused"] == 9 and again["extract"]["extracted"] == 0

@@ -9,6 +9,8 @@ so ``geal --help`` and ``geal --version`` answer without loading torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import sys
@@ -69,7 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("geal.progress").setLevel(min(level, logging.INFO))
     t0 = time.perf_counter()
     try:
-        code: int = a.handler(a)
+        if getattr(a, "json", False):  # stdout is the JSON object alone
+            with contextlib.redirect_stdout(sys.stderr):
+                code: int = a.handler(a)
+            result = {"command": a.command, "exit": code, **getattr(a, "result", {})}
+            result["seconds"] = round(time.perf_counter() - t0, 3)
+            print(json.dumps(result, indent=1))
+        else:
+            code = a.handler(a)
     except GealError as e:
         print(f"geal: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from geal.defaults import DEFAULT_CHUNK, DEFAULT_STRATEGY, PRUNE_MIN_PATTERNS, STRATEGIES
@@ -186,6 +187,46 @@ def extract_kwargs(a: argparse.Namespace) -> dict[str, Any]:
         "overwrite": a.overwrite,
         "engine": a.engine,
         "progress": progress_flag(a),
+    }
+
+
+def json_flag(p: argparse.ArgumentParser) -> None:
+    """``--json``: one JSON object on stdout (files, counts, timings); the usual lines go to
+    stderr, so a script reads stdout whole."""
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (files written, counts, timings) on stdout instead of "
+        "the usual lines, which go to stderr",
+    )
+
+
+def extract_result(summary: Any) -> dict[str, Any]:
+    """What an extraction did, for ``--json``."""
+    return {
+        "bank": str(summary.bank),
+        "images": summary.images,
+        "patterns": summary.patterns,
+        "failed": summary.failed,
+        "failed_images": [str(f.get("path") or f.get("id")) for f in summary.failed_items],
+        "extracted": summary.extracted,
+        "reused": getattr(summary, "reused", 0),
+        "removed": getattr(summary, "removed", 0),
+        "seconds": round(summary.seconds, 3),
+        "images_per_second": round(summary.images_per_second, 2),
+    }
+
+
+def selection_result(a: argparse.Namespace, res: Any, n: int) -> dict[str, Any]:
+    """What a selection wrote, for ``--json``."""
+    return {
+        "out": str(Path(a.out).resolve()),
+        "strategy": a.strategy,
+        "budgets": sorted(res.rankings) if res.rankings else [],
+        "pool_images": n,
+        "files": [str(f) for f in res.files],
+        "removed": list(res.removed),
+        "select_seconds": round(res.seconds, 3),
     }
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from geal.cli.common import common_args, extract_args, extract_kwargs, pool_args, print_failed
+from geal.cli.common import (
+    common_args,
+    extract_args,
+    extract_kwargs,
+    extract_result,
+    json_flag,
+    pool_args,
+    print_failed,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -18,6 +26,7 @@ def add_parser(sub: Any) -> None:
     pool_args(p)
     extract_args(p)
     common_args(p)
+    json_flag(p)
     p.add_argument(
         "--out",
         default=None,
@@ -34,4 +43,5 @@ def run(a: argparse.Namespace) -> int:
     _, summary = extract(pool, a.out, **extract_kwargs(a))
     print_failed(summary)
     print(summary.line())
+    a.result = {"extract": extract_result(summary)}
     return 0

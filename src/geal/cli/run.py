@@ -9,12 +9,15 @@ from geal.cli.common import (
     common_args,
     extract_args,
     extract_kwargs,
+    extract_result,
+    json_flag,
     pool_args,
     print_failed,
     print_replaced,
     progress_flag,
     report_flag,
     select_args,
+    selection_result,
     to_list,
     write_report,
 )
@@ -30,6 +33,7 @@ def add_parser(sub: Any) -> None:
     extract_args(p)
     select_args(p)
     common_args(p)
+    json_flag(p)
     p.add_argument(
         "--bank", default=None, help="bank directory (default: cache dir keyed by pool and options)"
     )
@@ -77,6 +81,7 @@ def run(a: argparse.Namespace) -> int:
         extra={"bank": str(summary.bank), "extract_seconds": round(summary.seconds, 3)},
     )
     print(f"select: {max(budgets)} of {bank.n} images with {a.strategy} in {res.seconds:.1f} s")
+    a.result = {"extract": extract_result(summary), **selection_result(a, res, bank.n)}
     print_replaced(a.out, res.removed)
     for f in res.files:
         print(f"wrote {f}")

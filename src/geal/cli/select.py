@@ -8,10 +8,12 @@ from typing import Any
 
 from geal.cli.common import (
     common_args,
+    json_flag,
     print_replaced,
     progress_flag,
     report_flag,
     select_args,
+    selection_result,
     to_list,
     write_report,
 )
@@ -27,6 +29,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("bank", help="pattern bank directory made by `geal extract`")
     select_args(p)
     common_args(p)
+    json_flag(p)
     p.add_argument("--pool", default=None, help="the pool, if it moved since extraction")
     p.add_argument("--out", required=True, help="output directory")
     report_flag(p)
@@ -65,6 +68,7 @@ def run(a: argparse.Namespace) -> int:
         extra={"bank": str(Path(a.bank).resolve())},
     )
     print_replaced(a.out, res.removed)
+    a.result = selection_result(a, res, bank.n)
     print(
         f"selected {max(budgets)} of {bank.n} images with {a.strategy} in {res.seconds:.1f} s -> {a.out}"
     )
