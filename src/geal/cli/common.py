@@ -190,6 +190,30 @@ def extract_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def check_select_args(a: argparse.Namespace) -> None:
+    """The selection options that can be checked before any work (strategy, device,
+    chunk, pruning): each a one-line error now rather than after the forward pass."""
+    from geal.sampling import SAMPLERS, RunSettings
+
+    SAMPLERS.get(a.strategy)
+    RunSettings(device=a.device, chunk=a.chunk, prune=a.prune)
+
+
+def select_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`geal.pipeline.run_selection` the options give."""
+    return {
+        "strategy": a.strategy,
+        "seed": a.seed,
+        "distance": a.distance,
+        "to": to_list(a.to),
+        "name": a.name,
+        "device": a.device,
+        "chunk": a.chunk,
+        "prune": a.prune,
+        "progress": progress_flag(a),
+    }
+
+
 def json_flag(p: argparse.ArgumentParser) -> None:
     """``--json``: one JSON object on stdout (files, counts, timings); the usual lines go to
     stderr, so a script reads stdout whole."""

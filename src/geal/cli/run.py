@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from geal.cli.common import (
+    check_select_args,
     common_args,
     extract_args,
     extract_kwargs,
@@ -14,9 +15,9 @@ from geal.cli.common import (
     pool_args,
     print_failed,
     print_replaced,
-    progress_flag,
     report_flag,
     select_args,
+    select_kwargs,
     selection_result,
     to_list,
     write_report,
@@ -47,14 +48,12 @@ def run(a: argparse.Namespace) -> int:
     from geal.extract import extract
     from geal.pipeline import parse_budgets, preflight_exports, read_labeled, run_selection
     from geal.pools import open_pool
-    from geal.sampling import SAMPLERS, RunSettings
     from geal.selection import check_out_dir
 
     # everything that can be checked is checked before the forward pass
     budgets = parse_budgets(a.budget, a.budgets)
     check_out_dir(a.out)
-    SAMPLERS.get(a.strategy)  # an unknown strategy: one line now
-    RunSettings(device=a.device, chunk=a.chunk, prune=a.prune)
+    check_select_args(a)
     pool = open_pool(a.pool, a.format, split=a.split)
     if max(budgets) > len(pool):
         raise SelectionError(f"budget {max(budgets)} is larger than the pool ({len(pool)} images)")
@@ -68,16 +67,8 @@ def run(a: argparse.Namespace) -> int:
         pool,
         a.out,
         budgets,
-        strategy=a.strategy,
-        seed=a.seed,
         labeled=labeled,
-        distance=a.distance,
-        to=to_list(a.to),
-        name=a.name,
-        device=a.device,
-        chunk=a.chunk,
-        prune=a.prune,
-        progress=progress_flag(a),
+        **select_kwargs(a),
         extra={"bank": str(summary.bank), "extract_seconds": round(summary.seconds, 3)},
     )
     print(f"select: {max(budgets)} of {bank.n} images with {a.strategy} in {res.seconds:.1f} s")

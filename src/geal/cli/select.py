@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from geal.cli.common import (
+    check_select_args,
     common_args,
     json_flag,
     print_replaced,
-    progress_flag,
     report_flag,
     select_args,
+    select_kwargs,
     selection_result,
     to_list,
     write_report,
@@ -39,13 +40,11 @@ def add_parser(sub: Any) -> None:
 def run(a: argparse.Namespace) -> int:
     from geal.bank import PatternBank
     from geal.pipeline import parse_budgets, preflight_exports, read_labeled, run_selection
-    from geal.sampling import SAMPLERS, RunSettings
     from geal.selection import check_out_dir, pool_of_bank
 
     budgets = parse_budgets(a.budget, a.budgets)
     check_out_dir(a.out)
-    SAMPLERS.get(a.strategy)
-    RunSettings(device=a.device, chunk=a.chunk, prune=a.prune)
+    check_select_args(a)
     bank = PatternBank.open(a.bank)
     pool = pool_of_bank(bank, a.pool)
     preflight_exports(pool, to_list(a.to), a.name)
@@ -55,16 +54,8 @@ def run(a: argparse.Namespace) -> int:
         pool,
         a.out,
         budgets,
-        strategy=a.strategy,
-        seed=a.seed,
         labeled=labeled,
-        distance=a.distance,
-        to=to_list(a.to),
-        name=a.name,
-        device=a.device,
-        chunk=a.chunk,
-        prune=a.prune,
-        progress=progress_flag(a),
+        **select_kwargs(a),
         extra={"bank": str(Path(a.bank).resolve())},
     )
     print_replaced(a.out, res.removed)
