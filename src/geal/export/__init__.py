@@ -12,6 +12,9 @@ so a trainer never reads half a split file.
   the selected images and their annotations (:mod:`geal.export.coco`).
 - ``indices``, ``csv``, ``ultralytics``: sorted pool indices, the whole ranking, an
   image list with its dataset yaml (:mod:`geal.export.lists`).
+- ``labelstudio``, ``labelstudio-files``: Label Studio tasks
+  ``labelstudio_<name>_<budget>.json`` and a labeling config beside them, with the
+  pool's boxes as predictions for COCO and VOC pools (:mod:`geal.export.labelstudio`).
 - ``mmdet``: the ``voc`` or ``coco`` split files plus an mmdetection 3.x config that
   trains SSD300 on them (:mod:`geal.export.mmdet`).
 
@@ -30,6 +33,7 @@ from geal.export.base import (
     selected_indices,
 )
 from geal.export.coco import export_coco
+from geal.export.labelstudio import export_labelstudio, export_labelstudio_files
 from geal.export.lists import export_csv, export_indices, export_ultralytics, write_ranking_csv
 from geal.export.mmdet import export_mmdet, mmdet_coco_config, mmdet_voc_config
 from geal.export.voc import export_voc, voc_split_name
@@ -43,6 +47,8 @@ __all__ = [
     "export_coco",
     "export_csv",
     "export_indices",
+    "export_labelstudio",
+    "export_labelstudio_files",
     "export_mmdet",
     "export_ultralytics",
     "export_voc",
