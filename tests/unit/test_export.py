@@ -62,7 +62,9 @@ def leftovers(root: Path) -> list[Path]:
 
 
 def test_registry_names_every_exporter() -> None:
-    assert set(EXPORTERS) == {"voc", "coco", "indices", "csv", "ultralytics", "mmdet"}
+    assert set(EXPORTERS) == {
+        "voc", "coco", "indices", "csv", "ultralytics", "mmdet", "labelstudio", "labelstudio-files",
+    }  # fmt: skip
     assert check_formats(["voc", "csv"]) == ["voc", "csv"]
     with pytest.raises(GealError, match="unknown export format 'yolo'"):
         check_formats(["voc", "yolo"])
