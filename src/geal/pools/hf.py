@@ -72,8 +72,8 @@ def _detect(path: Path) -> bool:
         return False
     if _is_saved_dataset(path):
         return True
-    # Parquet directly in the folder or in the Hub's data/ subfolder, and no loose images
-    # there (those make it an image folder, read by ``folder`` unless --format hf).
+    # Parquet directly in the folder or in the Hub's data/ subfolder; image files alone
+    # never count, so a plain image folder stays ``folder`` unless --format hf is given.
     return any(path.glob("*.parquet")) or any((path / "data").glob("*.parquet"))
 
 
