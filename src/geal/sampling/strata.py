@@ -88,7 +88,14 @@ import numpy as np
 from geal.coverage import to_grid
 from geal.errors import SelectionError
 from geal.internal.validation import check_choice, check_scalar
-from geal.kmeans.spherical import BLOCK, grid_lloyd, grid_two_means
+from geal.kmeans.spherical import (
+    BLOCK,
+    candidate_lists,
+    candidate_lloyd,
+    candidate_runner_up,
+    grid_lloyd,
+    grid_two_means,
+)
 from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
 from geal.sampling.features import global_pool, rows_bytes
 
@@ -100,17 +107,28 @@ log = logging.getLogger(__name__)
 PICKS = ("auto", "centre", "margin")
 CENTRE_BELOW = 3.0  # labels per effective dimension up to which picks are central
 MARGIN_WEIGHT = 0.5  # weight of the nearest other centre in a margin pick
+CANDIDATES = 64  # centres a Lloyd step may move an image to (all of them up to 64 cells)
 WHY_NOT_NESTED = (
     "the pool is cut into as many equal-mass cells as the budget, so a larger budget "
     "cuts different cells; every budget is selected afresh"
 )
 
 
-def runner_up(x: np.ndarray, centres: np.ndarray, labels: np.ndarray, chunk: int) -> np.ndarray:
+def runner_up(
+    x: np.ndarray,
+    centres: np.ndarray,
+    labels: np.ndarray,
+    chunk: int,
+    candidates: np.ndarray | None = None,
+) -> np.ndarray:
     """Similarity of every row to the most similar centre other than its own
     (``labels``), float32 ``[n]``; -1 (the least a cosine can be) with one centre.
-    Exact on the grid, so independent of ``chunk``."""
+    With ``candidates`` (each centre's, :func:`~geal.kmeans.spherical.candidate_lists`),
+    only its cell's candidates are searched. Exact on the grid, so independent of
+    ``chunk``."""
     n, k = x.shape[0], centres.shape[0]
+    if candidates is not None and candidates.shape[1] < k:
+        return candidate_runner_up(x, centres, labels, candidates)
     out = np.full(n, -1.0, dtype=np.float32)
     if k < 2:
         return out
@@ -124,15 +142,23 @@ def runner_up(x: np.ndarray, centres: np.ndarray, labels: np.ndarray, chunk: int
 
 
 def pick_scores(
-    x: np.ndarray, centres: np.ndarray, labels: np.ndarray, weight: float, chunk: int
+    x: np.ndarray,
+    centres: np.ndarray,
+    labels: np.ndarray,
+    weight: float,
+    chunk: int,
+    candidates: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score of every row as its cell's pick, float64 ``[n]``: its similarity to its own
-    centre, less ``weight`` times its similarity to the nearest other centre (weight 0:
-    the central image scores highest). Exact on the grid: both similarities are
-    multiples of 2^-22."""
-    score = np.einsum("ij,ij->i", x, centres[labels], dtype=np.float64)
+    centre, less ``weight`` times its similarity to the nearest other centre (among its
+    cell's ``candidates`` if given; weight 0: the central image scores highest). Exact on
+    the grid: both similarities are multiples of 2^-22."""
+    score = np.empty(x.shape[0], dtype=np.float64)
+    for a in range(0, x.shape[0], chunk):  # no N x D gather of the centres
+        b = min(a + chunk, x.shape[0])
+        score[a:b] = np.einsum("ij,ij->i", x[a:b], centres[labels[a:b]], dtype=np.float64)
     if weight:
-        score -= weight * runner_up(x, centres, labels, chunk).astype(np.float64)
+        score -= weight * runner_up(x, centres, labels, chunk, candidates).astype(np.float64)
     return score
 
 
@@ -174,9 +200,12 @@ def cut(
     budget: int,
     rng: np.random.Generator,
     split_iter: int,
+    strays: list[tuple[np.ndarray, int]] | None = None,
 ) -> list[np.ndarray]:
     """Bisect the pool into cells of one free pick each (row arrays, unlabeled rows
-    and any labeled rows among them); depth first, first side first."""
+    and any labeled rows among them); depth first, first side first. The rows of a
+    child too small for a pick belong to no cell; with ``strays``, each such child is
+    appended to it with a row of its sibling, in the order they are cut."""
     cells: list[np.ndarray] = []
     stack = [(np.arange(x.shape[0]), budget, int(is_lab.sum()))]  # rows, picks, labeled
     while stack:
@@ -188,7 +217,7 @@ def cut(
         if free == b:  # every unlabeled image is a cell of its own
             cells.extend(r[None] for r in rows[~is_lab[rows]])
             continue
-        side = grid_two_means(x[rows], rng, split_iter)
+        side = grid_two_means(x, rng, split_iter, rows)
         kids = (rows[~side], rows[side])
         lk = (int(is_lab[kids[0]].sum()), int(is_lab[kids[1]].sum()))
         fk = (kids[0].size - lk[0], kids[1].size - lk[1])
@@ -196,6 +225,8 @@ def cut(
         for i, bb in ((1, b - b0), (0, b0)):  # popped: first side first
             if bb > 0:
                 stack.append((kids[i], bb, lk[i]))
+            elif strays is not None:
+                strays.append((kids[i], int(kids[1 - i][0])))
     return cells
 
 
@@ -207,22 +238,35 @@ def fit_cells(
     refine: int,
     split_iter: int,
     chunk: int,
+    candidates: int = CANDIDATES,
 ) -> tuple[float, np.ndarray, np.ndarray, int]:
     """One cut and its refinement: (total similarity of the rows to their cell centres,
     cell of every row (labeled images first, as their own centres), centres, Lloyd
-    steps run)."""
-    cells = cut(x, is_lab, budget, rng, split_iter)
+    steps run). With more centres than ``candidates``, a Lloyd step moves a row only
+    among the ``candidates`` centres nearest its own."""
+    strays: list[tuple[np.ndarray, int]] = []
+    cells = cut(x, is_lab, budget, rng, split_iter, strays)
     k = len(cells)
     fixed = x[is_lab]
     nf = fixed.shape[0]
     sums = np.zeros((k, x.shape[1]), dtype=np.float64)
     labels = np.full(x.shape[0], -1, dtype=np.int64)
     for j, rows in enumerate(cells):
-        sums[j] = x[rows].sum(0, dtype=np.float64)
+        for a in range(0, rows.size, chunk):  # exact float64 sums: any split
+            sums[j] += x[rows[a : a + chunk]].sum(0, dtype=np.float64)
         labels[rows] = nf + j
     labels[np.flatnonzero(is_lab)] = np.arange(nf)  # a labeled image is its own centre's
     centres = np.concatenate([fixed, to_grid(sums)])  # the cells' mean directions
-    labels, sim, centres, steps = grid_lloyd(x, centres, labels, nf, refine, chunk)
+    if centres.shape[0] <= candidates:  # every centre a candidate: the plain step is faster
+        labels, sim, centres, steps = grid_lloyd(x, centres, labels, nf, refine, chunk)
+    else:
+        # a row of no cell starts in a cell of its sibling's (the deepest strays first,
+        # so that the sibling row has one), its first step among that cell's candidates
+        for rows, near in reversed(strays):
+            labels[rows[labels[rows] < 0]] = labels[near]
+        labels, sim, centres, steps = candidate_lloyd(
+            x, centres, labels, nf, refine, chunk, candidates
+        )
     # exact float32 similarities, so their float64 sum is exact in any order
     fit = float(sim.sum(dtype=np.float64))
     return fit, labels, centres, steps
@@ -238,13 +282,14 @@ def tightest_cells(
     split_iter: int = 20,
     n_init: int = 3,
     chunk: int = 4096,
+    candidates: int = CANDIDATES,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The tightest of ``n_init`` cuts of the grid rows ``x``: (cell of every row, the
     labeled images first as their own cells; centres; Lloyd steps run)."""
     rng = np.random.default_rng([int(seed), 0x535452415441])
     best: tuple[float, np.ndarray, np.ndarray, int] | None = None
     for _ in range(n_init):
-        run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk)
+        run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk, candidates)
         if best is None or run[0] > best[0]:
             best = run
     assert best is not None
@@ -268,6 +313,14 @@ class StrataParams(SamplerParams):
             image only joins the cell of the nearest bisection centre).
         split_iter: Lloyd steps of each 2-means split (>= 1).
         n_init: cuts made (each with its own draws), the tightest kept (>= 1).
+        candidates: centres a Lloyd step may move an image to, those nearest its
+            cell's centre, its own among them (>= 2). With at most this many cells
+            (budget plus labeled images) every centre is a candidate, the exact Lloyd
+            step; beyond, a step costs N x ``candidates`` similarities instead of
+            N x cells, and so does finding the nearest other centre of a ``margin``
+            pick. The default keeps every Lloyd step exact up to 64 cells, where
+            ``centre`` picks are the rule, and is measured to cost no accuracy beyond
+            (``docs/samplers.md``).
     """
 
     pick: str = "auto"
@@ -276,6 +329,7 @@ class StrataParams(SamplerParams):
     refine: int = 100
     split_iter: int = 20
     n_init: int = 3
+    candidates: int = CANDIDATES
 
     def __post_init__(self) -> None:
         check_choice(self.pick, "strata: pick", PICKS, error=SelectionError)
@@ -286,6 +340,7 @@ class StrataParams(SamplerParams):
         check_scalar(self.refine, "refine", int, min_val=0, error=SelectionError)
         check_scalar(self.split_iter, "split_iter", int, min_val=1, error=SelectionError)
         check_scalar(self.n_init, "n_init", int, min_val=1, error=SelectionError)
+        check_scalar(self.candidates, "candidates", int, min_val=2, error=SelectionError)
 
 
 def _memory(shape: BankShape, budget: int, params: StrataParams, run: RunSettings) -> int:
@@ -322,7 +377,9 @@ def strata(
     refine, split_iter, n_init = params.refine, params.split_iter, params.n_init
     pick_rule = params.pick
     centre_below, weight = params.centre_below, params.margin_weight
-    x = to_grid(pool.x)
+    x = pool.x  # the pool's own unit rows, rounded to the grid in place: no second copy
+    for a in range(0, pool.n, 65536):
+        x[a : a + 65536] = to_grid(x[a : a + 65536])
     is_lab = pool.labeled
     nf = int(is_lab.sum())
     d_eff = None  # measured only when it decides the rule
@@ -330,10 +387,21 @@ def strata(
         d_eff = effective_dimension(x)
         pick_rule = "centre" if budget + nf <= centre_below * d_eff else "margin"
     labels, centres, steps = tightest_cells(
-        x, is_lab, budget, seed, refine=refine, split_iter=split_iter, n_init=n_init, chunk=chunk
+        x,
+        is_lab,
+        budget,
+        seed,
+        refine=refine,
+        split_iter=split_iter,
+        n_init=n_init,
+        chunk=chunk,
+        candidates=params.candidates,
     )
     k = centres.shape[0] - nf
-    score = pick_scores(x, centres, labels, weight if pick_rule == "margin" else 0.0, chunk)
+    cand = None
+    if pick_rule == "margin" and nf + k > params.candidates:
+        cand = candidate_lists(centres, params.candidates)[0]
+    score = pick_scores(x, centres, labels, weight if pick_rule == "margin" else 0.0, chunk, cand)
     sizes = np.bincount(labels, minlength=nf + k)[nf:]
     order = np.argsort(-sizes, kind="stable")
     free = ~is_lab
@@ -346,7 +414,9 @@ def strata(
         rows = rows[free[rows] & ~used[rows]]
         if rows.size == 0:  # the cell holds only labeled images: nearest free image
             rows = np.flatnonzero(free & ~used)
-            s = x[rows] @ centres[nf + j]
+            s = np.concatenate(
+                [x[rows[a : a + chunk]] @ centres[nf + j] for a in range(0, rows.size, chunk)]
+            )
         else:
             s = score[rows]
         pick = int(rows[int(np.argmax(s))])  # first on ties: rows are in pool order
@@ -363,6 +433,7 @@ def strata(
         "refine": refine,
         "split_iter": split_iter,
         "n_init": n_init,
+        "candidates": params.candidates,
     }
     return Ranking(
         pool.index[picks],
