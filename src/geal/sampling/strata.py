@@ -31,9 +31,18 @@ Construction (spherical, on the unit-length global features of the bank):
    O(N * D * split_iter), and there are about log2(b) levels.
 2. Refine: at most ``refine`` Lloyd steps over all ``b`` cells at once, started from the
    cells' mean directions, which tighten the cells that bisection cut badly (a split
-   is final for its subtree) while keeping the equal-mass start. Each costs
-   O(N * b * D), in blocks of at most ``chunk`` images and 4M similarities: no pool x
-   pool matrix.
+   is final for its subtree) while keeping the equal-mass start. Up to ``candidates``
+   = 64 cells (labeled images count), each step compares every image with every
+   centre, O(N * b * D), in blocks of at most ``chunk`` images and 4M similarities: no
+   pool x pool matrix. Past it, an image may only move to the ``candidates`` centres
+   nearest its cell's centre (k^2-means: Agustsson, Timofte and Van Gool, 2017), so a
+   step costs O(N * candidates * D) plus the centres' own neighbour lists, O(b^2 * D)
+   while most centres move and far less once few do; an image is compared again only
+   when its cell's candidates moved or it changed cell. The cells' centres move a
+   little per step, so an image's best centre is almost always among its cell's
+   nearest; the fit and the accuracy this gives up are measured in
+   ``docs/samplers.md``. A node's 2-means reads its images in place, so the root's
+   split copies nothing.
 3. Repeat 1-2 ``n_init`` times (the splits' seeding differs) and keep the tightest
    cells: the largest total similarity of the images to their cells' centres.
 4. Pick one unlabeled image in every cell (below); the ranking lists cells by size,
@@ -60,7 +69,8 @@ harness). Picks can only restore the spread of the directions they outnumber, an
 prototypes settle once the labels are a few per direction. ``centre_below = 3`` is
 measured, not derived: the crossover on the harness lies between 30 and 40 labels. ``d``
 costs O(N D^2) once, only when it decides the rule, and is exact on the grid (sums of
-grid products are exact in float64).
+grid products are exact in float64). A ``margin`` pick's nearest other centre is
+searched among its cell's candidates, like the Lloyd steps.
 
 Labeled images: each is a fixed cell centre. At a split, each child is owed
 ``(b + l) * n_c / n`` picks less the ``l_c`` labeled images it already holds, and the
@@ -79,6 +89,7 @@ randomness is the seeded draw of each split's two starting centres.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -345,12 +356,16 @@ class StrataParams(SamplerParams):
 
 def _memory(shape: BankShape, budget: int, params: StrataParams, run: RunSettings) -> int:
     k = budget + shape.labeled
+    c = min(params.candidates, k)
     return (
-        rows_bytes(shape)
-        + 4 * shape.n * shape.dim  # the grid copy
+        max(
+            rows_bytes(shape),  # reading the rows; then they are rounded to the grid in place
+            4 * shape.n * shape.dim + 128 * shape.n,  # the rows and the per-row state: cells,
+            # similarities, the best cut's cells, the split stack, scores, orders
+        )
         + 2 * 4 * BLOCK  # similarity blocks
-        + 24 * k * shape.dim  # centres and their sums, the best cut's
-        + 48 * shape.n  # cells, similarities, scores, order
+        + 24 * k * shape.dim  # centres, their sums and the best cut's centres
+        + 2 * 8 * k * c  # candidate lists
     )
 
 
@@ -368,6 +383,7 @@ def strata(
     """One image of each of ``budget`` equal-mass cells (not nested): the image nearest
     the cell's centre at small budgets, one that also keeps clear of the neighbouring
     cells at larger ones (hyperparameters: :class:`StrataParams`)."""
+    t0 = time.perf_counter()
     pool = global_pool(bank, budget, labeled, distance, normalise=True)
     if distance != "cosine":
         log.info("strata: cells are cut on the unit sphere; using cosine similarity")
@@ -386,6 +402,7 @@ def strata(
     if pick_rule == "auto":
         d_eff = effective_dimension(x)
         pick_rule = "centre" if budget + nf <= centre_below * d_eff else "margin"
+    t1 = time.perf_counter()
     labels, centres, steps = tightest_cells(
         x,
         is_lab,
@@ -397,6 +414,7 @@ def strata(
         chunk=chunk,
         candidates=params.candidates,
     )
+    t2 = time.perf_counter()
     k = centres.shape[0] - nf
     cand = None
     if pick_rule == "margin" and nf + k > params.candidates:
@@ -422,7 +440,15 @@ def strata(
         pick = int(rows[int(np.argmax(s))])  # first on ties: rows are in pool order
         picks[t] = pick
         used[pick] = True
-    log.info("strata: %d cells, %d refinement steps, %s picks", k, steps, pick_rule)
+    log.info(
+        "strata: %d cells, %d refinement steps, %s picks; %.1f s rows, %.1f s cells, %.1f s picks",
+        k,
+        steps,
+        pick_rule,
+        t1 - t0,
+        t2 - t1,
+        time.perf_counter() - t2,
+    )
     ranked = {
         "distance": "cosine",
         "pick": pick_rule,
