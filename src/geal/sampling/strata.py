@@ -152,6 +152,28 @@ def runner_up(
     return out
 
 
+def nearest_rows(
+    x: np.ndarray, rows: np.ndarray, centres: np.ndarray, chunk: int, m: int = 16
+) -> np.ndarray:
+    """For every centre, the ``m`` of ``rows`` most similar to it, most similar first
+    (lower row on ties), int64 ``[len(centres), m]``: one pass over ``x[rows]``, ``chunk``
+    rows at a time. Exact on the grid, so independent of ``chunk``."""
+    f = centres.shape[0]
+    m = max(1, min(m, rows.size))
+    best_s = np.full((f, 0), 0, np.float32)
+    best_r = np.full((f, 0), 0, np.int64)
+    for a in range(0, rows.size, chunk):
+        r = rows[a : a + chunk]
+        s = centres @ x[r].T  # [f, len(r)]
+        top = np.argsort(-s, axis=1, kind="stable")[:, :m]  # stable: lower row on ties
+        cs = np.concatenate([best_s, np.take_along_axis(s, top, 1)], 1)
+        cr = np.concatenate([best_r, r[top]], 1)
+        keep = np.lexsort((cr, -cs), axis=-1)[:, :m]
+        best_s = np.take_along_axis(cs, keep, 1)
+        best_r = np.take_along_axis(cr, keep, 1)
+    return best_r
+
+
 def pick_scores(
     x: np.ndarray,
     centres: np.ndarray,
@@ -173,7 +195,7 @@ def pick_scores(
     return score
 
 
-def effective_dimension(x: np.ndarray, rows: int = 65536) -> float:
+def effective_dimension(x: np.ndarray, rows: int = 8192) -> float:
     """Participation ratio tr(C)^2 / tr(C^2) of the covariance C of the grid rows ``x``:
     about m for a pool spread evenly over m directions, 1 for a pool on a line.
 
@@ -394,8 +416,8 @@ def strata(
     pick_rule = params.pick
     centre_below, weight = params.centre_below, params.margin_weight
     x = pool.x  # the pool's own unit rows, rounded to the grid in place: no second copy
-    for a in range(0, pool.n, 65536):
-        x[a : a + 65536] = to_grid(x[a : a + 65536])
+    for a in range(0, pool.n, 4096):  # 4096 rows: ~40 MB of float64 temporaries
+        x[a : a + 4096] = to_grid(x[a : a + 4096])
     is_lab = pool.labeled
     nf = int(is_lab.sum())
     d_eff = None  # measured only when it decides the rule
@@ -427,14 +449,34 @@ def strata(
     used = np.zeros(pool.n, dtype=bool)
     by_cell = np.argsort(labels, kind="stable")
     starts = np.searchsorted(labels[by_cell], np.arange(nf + k + 1))
+    # cells with no unlabeled image (emptied by the refinement, or labeled images only)
+    # take the nearest free image not yet picked: their few nearest, in one pass
+    bare = [j for j in range(k) if not free[by_cell[starts[nf + j] : starts[nf + j + 1]]].any()]
+    near = (
+        dict(
+            zip(
+                bare,
+                nearest_rows(
+                    x, np.flatnonzero(free), centres[nf + np.array(bare, np.int64)], chunk
+                ),
+                strict=True,
+            )
+        )
+        if bare
+        else {}
+    )
     for t, j in enumerate(order):
         rows = by_cell[starts[nf + j] : starts[nf + j + 1]]
         rows = rows[free[rows] & ~used[rows]]
-        if rows.size == 0:  # the cell holds only labeled images: nearest free image
-            rows = np.flatnonzero(free & ~used)
-            s = np.concatenate(
-                [x[rows[a : a + chunk]] @ centres[nf + j] for a in range(0, rows.size, chunk)]
-            )
+        if rows.size == 0:  # the nearest free image not yet picked
+            rows = near[j][~used[near[j]]][:1]
+            if rows.size == 0:  # all of its nearest are taken: every free image
+                rows = np.flatnonzero(free & ~used)
+                s = np.concatenate(
+                    [x[rows[a : a + chunk]] @ centres[nf + j] for a in range(0, rows.size, chunk)]
+                )
+            else:
+                s = np.zeros(1)
         else:
             s = score[rows]
         pick = int(rows[int(np.argmax(s))])  # first on ties: rows are in pool order
