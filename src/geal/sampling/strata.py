@@ -68,7 +68,8 @@ the covariance of its features: the number of directions it spreads over (10.4 o
 harness). Picks can only restore the spread of the directions they outnumber, and the
 prototypes settle once the labels are a few per direction. ``centre_below = 3`` is
 measured, not derived: the crossover on the harness lies between 30 and 40 labels. ``d``
-costs O(N D^2) once, only when it decides the rule, and is exact on the grid (sums of
+costs O(N D^2) once, only when it decides the rule (``d <= D``, so never past
+``centre_below * D`` labels), and is exact on the grid (sums of
 grid products are exact in float64). A ``margin`` pick's nearest other centre is
 searched among its cell's candidates, like the Lloyd steps.
 
@@ -421,7 +422,9 @@ def strata(
     is_lab = pool.labeled
     nf = int(is_lab.sum())
     d_eff = None  # measured only when it decides the rule
-    if pick_rule == "auto":
+    if pick_rule == "auto" and budget + nf > centre_below * x.shape[1]:
+        pick_rule = "margin"  # d_eff is at most the dimension: no need to measure it
+    elif pick_rule == "auto":
         d_eff = effective_dimension(x)
         pick_rule = "centre" if budget + nf <= centre_below * d_eff else "margin"
     t1 = time.perf_counter()
