@@ -352,8 +352,10 @@ class StrataParams(SamplerParams):
             (budget plus labeled images) every centre is a candidate, the exact Lloyd
             step; beyond, a step costs N x ``candidates`` similarities instead of
             N x cells, and so does finding the nearest other centre of a ``margin``
-            pick. The default keeps every Lloyd step exact up to 64 cells, where
-            ``centre`` picks are the rule, and is measured to cost no accuracy beyond
+            pick. The default, 64, keeps the step exact at small budgets, where each
+            pick weighs most, and its cost flat in the budget; beyond, it moved the
+            linear probe on the Fashion-MNIST harness by -0.4 to +0.1 points at
+            budgets 200 to 2,000, within the seeds' spread but at 500
             (``docs/samplers.md``).
     """
 
