@@ -226,12 +226,19 @@ class PatternBank:
             return np.concatenate([s.global_ for s in self.shards if s.global_ is not None]).astype(
                 dtype
             )
-        out = np.zeros((self.n, self.dim), dtype=np.float64)
-        owner = self.owner
-        for start, block in self.iter_blocks():
-            np.add.at(out, owner[start : start + block.shape[0]], block.astype(np.float64))
-        out /= np.maximum(self.counts, 1)[:, None]
-        return out.astype(dtype)
+        # shard by shard: an image's patterns are contiguous, so one reduceat sums them;
+        # float64 sums of a shard at a time, the result written in ``dtype`` (no N x D
+        # float64 array), each shard's pages let go once read
+        out = np.zeros((self.n, self.dim), dtype=dtype)
+        for k, s in enumerate(self.shards):
+            counts = s.counts.astype(np.int64)
+            full = np.flatnonzero(counts > 0)  # images with no pattern keep a zero row
+            if full.size:
+                starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[full]
+                sums = np.add.reduceat(s.patterns, starts, axis=0, dtype=np.float64)
+                out[s.start + full] = sums / counts[full, None]
+            self.release_block(k)
+        return out
 
     def manifest_hash(self) -> str:
         """sha256 of the manifest's content-defining part (not timestamps)."""

@@ -9,6 +9,7 @@ import pytest
 
 from geal.bank import PatternBank
 from geal.errors import SelectionError
+from geal.kmeans import candidate_lists, candidate_lloyd, grid_lloyd
 from geal.sampling import RunSettings, select
 from geal.sampling.features import unit
 from geal.sampling.strata import (
@@ -123,6 +124,7 @@ def test_bad_options_are_refused() -> None:
         {"n_init": 0},
         {"pick": "middle"},
         {"centre_below": -1},
+        {"candidates": 1},
     ):
         with pytest.raises(SelectionError):
             select(bank, 3, "strata", **bad)
@@ -187,3 +189,70 @@ def test_auto_picks_centres_while_labels_are_few_per_effective_dimension() -> No
     auto = select(bank, below, "strata", seed=4, labeled=[0, 50, 100, 150, 200])
     assert auto.params["pick"] == "margin"
     assert select(bank, below + 1, "strata", seed=4, centre_below=100).params["pick"] == "centre"
+
+
+def start(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grid centres of ``k`` random rows and a random start (some rows in no cell)."""
+    rng = np.random.default_rng(seed)
+    centres = x[rng.choice(len(x), k, replace=False)].copy()
+    labels = rng.integers(0, k, len(x))
+    labels[rng.choice(len(x), len(x) // 10, replace=False)] = -1
+    return centres, labels
+
+
+def test_candidate_lists_are_the_nearest_centres_lowest_index_on_ties() -> None:
+    rng = np.random.default_rng(12)
+    c = to_grid(rng.normal(size=(90, 3)))
+    c[[5, 9, 40]] = c[7]  # exact ties
+    cand, thr = candidate_lists(c, 11)
+    s = c.astype(np.float64) @ c.astype(np.float64).T
+    for a in range(len(c)):
+        row = s[a].copy()
+        row[a] = np.inf
+        want = np.lexsort((np.arange(len(c)), -row))[:11]
+        np.testing.assert_array_equal(cand[a], np.sort(want))
+        assert thr[a] == row[want[-1]]
+
+
+@pytest.mark.parametrize("fixed", [0, 3])
+def test_candidate_lloyd_with_every_centre_a_candidate_is_lloyd(fixed: int) -> None:
+    x = to_grid(unit(clusters([80, 60, 50, 40, 30], dim=16, spread=0.4, seed=13)))
+    centres, labels = start(x, 25, 1)
+    want = grid_lloyd(x, centres, labels, fixed, 50, 4096)
+    got = candidate_lloyd(x, centres, labels, fixed, 50, 4096, 25)
+    assert want[3] > 2  # several steps ran
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(w, g)
+
+
+def test_candidate_lloyd_does_not_depend_on_the_chunk() -> None:
+    x = to_grid(unit(clusters([80, 60, 50, 40, 30], dim=16, spread=0.4, seed=14)))
+    centres, labels = start(x, 40, 2)
+    runs = [candidate_lloyd(x, centres, labels, 2, 30, chunk, 6) for chunk in (5, 64, 4096)]
+    for other in runs[1:]:
+        for w, g in zip(runs[0], other, strict=True):
+            np.testing.assert_array_equal(w, g)
+
+
+def test_few_candidates_give_a_valid_selection_and_nearly_the_same_fit() -> None:
+    # budget 120 on overlapping 24-dim clusters: a Lloyd step sees 32 of the 123 centres
+    sizes = [300, 250, 200, 150, 100, 60, 40]
+    x = clusters(sizes, dim=24, spread=0.5, seed=15)
+    bank = bank_of(x)
+    labeled = [3, 400, 1000]
+    r = select(bank, 120, "strata", seed=1, labeled=labeled, candidates=32)
+    assert r.order.size == 120 and np.unique(r.order).size == 120
+    assert not set(labeled) & set(r.order.tolist())
+    g = to_grid(unit(x))
+    is_lab = np.zeros(len(g), bool)
+    is_lab[labeled] = True
+    fits = {}
+    for c in (32, 10**6):
+        labels, centres, _ = tightest_cells(g, is_lab, 120, 1, candidates=c)
+        if c == 32:  # the picks are one per cell, every cell picked
+            np.testing.assert_array_equal(np.sort(labels[r.order]), np.arange(3, 123))
+        own = np.einsum("ij,ij->i", g, centres[labels], dtype=np.float64)
+        fits[c] = own.sum()
+    # the fit (total similarity to the centres) is within 1 % of full Lloyd's: measured
+    # 0.46 % here (0.07 % with 64 candidates, 2.3 % with 8)
+    assert abs(fits[32] - fits[10**6]) <= 1e-2 * fits[10**6]

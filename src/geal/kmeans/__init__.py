@@ -11,7 +11,8 @@ Four uses, three implementations, each bound by a contract the others cannot kee
   scikit-learn. Euclidean (on unit rows for cosine).
 - **strata's cells** (:mod:`~geal.kmeans.spherical`, ``grid_*``): spherical 2-means and
   Lloyd steps on rows rounded to the 2^-11 grid, where every similarity and every sum is
-  exact, so cells do not depend on chunking or threads; the other two cannot promise
+  exact, so cells do not depend on chunking or threads (``candidate_lloyd``: each row
+  only moves among the centres nearest its own, for many cells); the other two cannot promise
   that (their rows are not on the grid), and this one cannot run per image on a GPU.
 - **Pruning groups** (:mod:`~geal.kmeans.spherical`, ``coarse_spherical_kmeans``): a few
   torch steps placing the groups of the pruned coverage engine; only its speed depends on
@@ -21,6 +22,8 @@ Four uses, three implementations, each bound by a contract the others cannot kee
 from geal.kmeans.batched import Clusters, batched_kmeans
 from geal.kmeans.rows import KMeansResult, add_rows, assign, kmeans, kmeans_pp, sq_dist, sq_norms
 from geal.kmeans.spherical import (
+    candidate_lists,
+    candidate_lloyd,
     coarse_spherical_kmeans,
     grid_assign,
     grid_lloyd,
@@ -33,6 +36,8 @@ __all__ = [
     "add_rows",
     "assign",
     "batched_kmeans",
+    "candidate_lists",
+    "candidate_lloyd",
     "coarse_spherical_kmeans",
     "grid_assign",
     "grid_lloyd",

@@ -1,22 +1,219 @@
 """Spherical k-means (cosine): on the exact 2^-11 grid for ``strata``, and coarse groups.
 
-- :func:`grid_assign`, :func:`grid_two_means` and :func:`grid_lloyd` work on unit rows
-  rounded to the 2^-11 grid (:mod:`geal.grid`), where float32 similarities and
-  float64 sums are exact: their results do not depend on ``chunk``, the thread count
-  or the order of summation. ``strata`` cuts and refines its cells with them.
+- :func:`grid_assign`, :func:`grid_two_means`, :func:`grid_lloyd` and
+  :func:`candidate_lloyd` work on unit rows rounded to the 2^-11 grid
+  (:mod:`geal.grid`), where float32 similarities and float64 sums are exact: their
+  results do not depend on ``chunk``, the thread count or the order of summation.
+  ``strata`` cuts and refines its cells with them.
+- :func:`candidate_lloyd` is :func:`grid_lloyd` for many centres: a row may only move to
+  the ``c`` centres nearest its own (k^2-means: Agustsson, Timofte and Van Gool, "k^2-means
+  for fast and accurate large scale clustering", ECML-PKDD 2017), so a step costs
+  O(N c D) instead of O(N k D), and a row is only visited again when its cell's
+  candidates moved or it changed cell. With ``c >= k`` every centre is a candidate and
+  it is :func:`grid_lloyd` exactly.
 - :func:`coarse_spherical_kmeans` places the groups of the pruned coverage engine; their
   quality only changes its speed, never a ranking, so it is a few fast torch steps.
 """
 
 from __future__ import annotations
 
+import functools
+import types
+
 import numpy as np
 import torch
+from numba import njit, prange
 
 from geal.grid import to_grid
 from geal.kmeans.rows import add_rows
 
 BLOCK = 1 << 22  # similarities held at a time (16 MB of float32)
+SPLIT_ROWS = 4096  # rows of a 2-means block; its partial sums are exact, so any split
+LOW = np.float32(-4.0)  # below any similarity of grid rows (the kernels avoid infinities)
+
+
+# --- kernels (prior validation assumed: grid rows and centres, float32, C order) -------
+def _split(
+    x: np.ndarray,  # float32 [N, D] grid rows
+    rows: np.ndarray,  # int64 [n] the rows split
+    c0: np.ndarray,  # float32 [D]
+    c1: np.ndarray,  # float32 [D]
+    side: np.ndarray,  # bool [n] out: closer to c1 (strictly)
+    sums: np.ndarray,  # float64 [nb, 2, D] out: each block's sums of either side
+    block: int,
+) -> None:
+    """One 2-means assignment of ``x[rows]`` and the two sides' sums, block by block."""
+    n, dim = rows.shape[0], x.shape[1]
+    for blk in prange(sums.shape[0]):
+        sums[blk] = 0.0
+        for i in range(blk * block, min(n, (blk + 1) * block)):
+            r = rows[i]
+            a = np.float32(0.0)
+            b = np.float32(0.0)
+            for t in range(dim):
+                a += x[r, t] * c0[t]
+                b += x[r, t] * c1[t]
+            s = b > a
+            side[i] = s
+            k = 1 if s else 0
+            for t in range(dim):
+                sums[blk, k, t] += x[r, t]
+
+
+def _sims(x: np.ndarray, rows: np.ndarray, c: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = x[rows[i]] . c (float32, exact on the grid)."""
+    dim = x.shape[1]
+    for i in prange(rows.shape[0]):
+        r = rows[i]
+        a = np.float32(0.0)
+        for t in range(dim):
+            a += x[r, t] * c[t]
+        out[i] = a
+
+
+def _assign(
+    x: np.ndarray,  # float32 [N, D] grid rows
+    order: np.ndarray,  # int64 [m] rows grouped by cell
+    starts: np.ndarray,  # int64 [k + 1] cell a's rows: order[starts[a]:starts[a + 1]]
+    cand: np.ndarray,  # int64 [k, c] candidates of each cell (its own centre among them)
+    centres: np.ndarray,  # float32 [k, D]
+    dirty: np.ndarray,  # bool [k] cells whose candidates changed or moved
+    redo: np.ndarray,  # bool [N] rows to visit even in a clean cell
+    labels: np.ndarray,  # int64 [N] out: most similar candidate (lowest index on ties)
+    sim: np.ndarray,  # float32 [N] out: its similarity
+) -> None:
+    """Most similar candidate of every row of a dirty cell and of every ``redo`` row;
+    other rows are left as they are (their candidates did not change)."""
+    c, dim = cand.shape[1], x.shape[1]
+    for a in prange(starts.shape[0] - 1):
+        for i in range(starts[a], starts[a + 1]):
+            p = order[i]
+            if not dirty[a] and not redo[p]:
+                continue
+            best = LOW
+            arg = -1
+            for m in range(c):
+                j = cand[a, m]
+                s = np.float32(0.0)
+                for t in range(dim):
+                    s += x[p, t] * centres[j, t]
+                if s > best or (s == best and j < arg):
+                    best = s
+                    arg = j
+            labels[p] = arg
+            sim[p] = best
+
+
+def _runner_up(
+    x: np.ndarray,  # float32 [N, D] grid rows
+    labels: np.ndarray,  # int64 [N] own centre
+    cand: np.ndarray,  # int64 [k, c]
+    centres: np.ndarray,  # float32 [k, D]
+    out: np.ndarray,  # float32 [N] out: most similar other candidate, -1 if none
+) -> None:
+    """Similarity of every row to the most similar candidate of its cell but its own."""
+    c, dim = cand.shape[1], x.shape[1]
+    for p in prange(x.shape[0]):
+        a = labels[p]
+        best = np.float32(-1.0)
+        found = False
+        for m in range(c):
+            j = cand[a, m]
+            if j == a:
+                continue
+            s = np.float32(0.0)
+            for t in range(dim):
+                s += x[p, t] * centres[j, t]
+            if not found or s > best:
+                best = s
+                found = True
+        out[p] = best
+
+
+def _top(
+    s: np.ndarray,  # float32 [r, k] similarities of r centres to all k
+    own: np.ndarray,  # int64 [r] which centre each row is
+    out: np.ndarray,  # int64 [r, c] out: own centre and the c - 1 most similar others
+    thr: np.ndarray,  # float32 [r] out: least similarity among those others
+) -> None:
+    """Each centre's candidates, ascending: itself and the ``c - 1`` most similar other
+    centres (higher similarity first, then lower index)."""
+    r, k = s.shape
+    c = out.shape[1]
+    for i in prange(r):
+        # the best c seen so far; the worst of them is the one a newcomer must beat (a
+        # later index never wins a tie, so strictly), found again after each entry
+        val = np.empty(c, np.float32)
+        idx = out[i]
+        for m in range(c):
+            idx[m] = m
+            val[m] = np.float32(8.0) if m == own[i] else s[i, m]  # own: always in
+        worst = 0
+        for m in range(1, c):
+            if val[m] < val[worst] or (val[m] == val[worst] and idx[m] > idx[worst]):
+                worst = m
+        for j in range(c, k):
+            v = np.float32(8.0) if j == own[i] else s[i, j]
+            if v > val[worst]:
+                val[worst] = v
+                idx[worst] = j
+                worst = 0
+                for m in range(1, c):
+                    if val[m] < val[worst] or (val[m] == val[worst] and idx[m] > idx[worst]):
+                        worst = m
+        thr[i] = val[worst]
+        idx.sort()
+
+
+@njit(cache=True)
+def _group(labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows grouped by cell (counting sort, pool order within a cell) and the cells'
+    starts; rows without a cell (-1) are left out."""
+    starts = np.zeros(k + 1, np.int64)
+    for lab in labels:
+        if lab >= 0:
+            starts[lab + 1] += 1
+    for a in range(k):
+        starts[a + 1] += starts[a]
+    pos = starts[:-1].copy()
+    order = np.empty(starts[k], np.int64)
+    for p in range(labels.shape[0]):
+        lab = labels[p]
+        if lab >= 0:
+            order[pos[lab]] = p
+            pos[lab] += 1
+    return order, starts
+
+
+@njit(cache=True)
+def _move(
+    x: np.ndarray, rows: np.ndarray, old: np.ndarray, new: np.ndarray, sums: np.ndarray
+) -> None:
+    """Move each of ``rows`` from its ``old`` cell's sum (none if -1) to its ``new`` one's
+    (exact: float64 sums of grid values, in any order)."""
+    dim = x.shape[1]
+    for p in rows:
+        o, q = old[p], new[p]
+        for t in range(dim):
+            v = np.float64(x[p, t])
+            if o >= 0:
+                sums[o, t] -= v
+            sums[q, t] += v
+
+
+@functools.cache
+def _kernels() -> types.SimpleNamespace:
+    """The threaded kernels, compiled threaded and serial (on first use: the coverage
+    package, which owns :class:`~geal.coverage.kernels.Twin`, imports this module)."""
+    from geal.coverage.kernels import Twin
+
+    return types.SimpleNamespace(
+        split=Twin(_split, fastmath=True),
+        sims=Twin(_sims, fastmath=True),
+        assign=Twin(_assign, fastmath=True),
+        runner_up=Twin(_runner_up, fastmath=True),
+        top=Twin(_top),  # exact comparisons only
+    )
 
 
 def grid_assign(
@@ -49,29 +246,40 @@ def grid_assign(
     return labels, best
 
 
-def grid_two_means(x: np.ndarray, rng: np.random.Generator, iterations: int) -> np.ndarray:
-    """Spherical 2-means of the rows ``x``: a boolean mask of one side, both sides
-    non-empty (``x`` holds at least 2 rows)."""
-    n = x.shape[0]
-    first = x[int(rng.integers(n))]
-    far = np.maximum(1.0 - (x @ first).astype(np.float64), 0.0) ** 2
+def grid_two_means(
+    x: np.ndarray,
+    rng: np.random.Generator,
+    iterations: int,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Spherical 2-means of the rows ``x[rows]`` (default: all), read in place (no copy
+    of them): a boolean mask over ``rows`` of one side, both sides non-empty (at least 2
+    rows)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    rows = np.arange(x.shape[0], dtype=np.int64) if rows is None else rows.astype(np.int64)
+    n = rows.shape[0]
+    k = _kernels()
+    first = x[rows[int(rng.integers(n))]]
+    s = np.empty(n, np.float32)
+    k.sims(n, x, rows, first, s)
+    far = np.maximum(1.0 - s.astype(np.float64), 0.0) ** 2
     total = float(far.sum())
     if total > 0:
         cum = np.cumsum(far)
         j = int(np.searchsorted(cum, rng.random() * total, side="right"))
-        second = x[min(j, n - 1)]
+        second = x[rows[min(j, n - 1)]]
         centres = np.stack([first, second])
         side = np.zeros(n, dtype=bool)
+        new = np.empty(n, dtype=bool)
+        part = np.empty(((n + SPLIT_ROWS - 1) // SPLIT_ROWS, 2, x.shape[1]), np.float64)
         for _ in range(iterations):
-            s = x @ centres.T
-            new = s[:, 1] > s[:, 0]
+            k.split(n, x, rows, centres[0], centres[1], new, part, SPLIT_ROWS)
             if not new.any() or new.all():
                 break
             if np.array_equal(new, side):
                 break
-            side = new
-            sums = np.stack([x[~side].sum(0, dtype=np.float64), x[side].sum(0, dtype=np.float64)])
-            centres = to_grid(sums)  # mean directions
+            side, new = new, side
+            centres = to_grid(part.sum(0))  # mean directions (exact sums, any order)
         if side.any() and not side.all():
             return side
     # identical rows (or a degenerate split): halve in row order
@@ -109,6 +317,144 @@ def grid_lloyd(
     else:  # not converged (or no step): the cells of the last centres
         labels, sim = grid_assign(x, centres, chunk)
     return labels, sim, centres, step
+
+
+def candidate_lists(
+    centres: np.ndarray, c: int, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates of the centres ``rows`` (default: all): each centre and the ``c - 1``
+    most similar others (lowest index on ties), ascending, int64 ``[r, c]``; and the
+    least similarity among those others, float32 ``[r]`` (+8 with ``c = 1``). Exact on
+    the grid, ``BLOCK`` similarities at a time."""
+    k = centres.shape[0]
+    c = max(1, min(c, k))
+    rows = np.arange(k, dtype=np.int64) if rows is None else rows.astype(np.int64)
+    out = np.empty((rows.size, c), np.int64)
+    thr = np.empty(rows.size, np.float32)
+    step = max(1, BLOCK // max(k, 1))
+    top = _kernels().top
+    for a in range(0, rows.size, step):
+        b = min(a + step, rows.size)
+        s = centres[rows[a:b]] @ centres.T
+        top((b - a) * k // 64, s, rows[a:b], out[a:b], thr[a:b])
+    return out, thr
+
+
+def _update_lists(
+    centres: np.ndarray, cand: np.ndarray, thr: np.ndarray, moved: np.ndarray
+) -> np.ndarray:
+    """Bring the candidates up to date after the centres ``moved`` (in place); returns
+    the centres whose candidates changed. Only the lists that can change are recomputed:
+    a moved centre's, those holding a moved centre, and those a moved centre now comes
+    as close to as their least similar candidate."""
+    redo = moved | moved[cand].any(1)
+    rest = np.flatnonzero(~redo)
+    mv = centres[moved]
+    if mv.shape[0] and rest.size:
+        step = max(1, BLOCK // mv.shape[0])
+        for a in range(0, rest.size, step):
+            r = rest[a : a + step]
+            near = ((centres[r] @ mv.T) >= thr[r, None]).any(1)
+            redo[r[near]] = True
+    rows = np.flatnonzero(redo)
+    changed = np.zeros(cand.shape[0], dtype=bool)
+    if rows.size:
+        new, new_thr = candidate_lists(centres, cand.shape[1], rows)
+        changed[rows] = (new != cand[rows]).any(1)
+        cand[rows] = new
+        thr[rows] = new_thr
+    return changed
+
+
+def candidate_lloyd(
+    x: np.ndarray,
+    centres: np.ndarray,
+    labels: np.ndarray,
+    fixed: int,
+    steps: int,
+    chunk: int,
+    candidates: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """:func:`grid_lloyd` where a row may only move to the ``candidates`` centres nearest
+    its own (its own among them; k^2-means). Rows of no cell (``labels`` -1) are
+    assigned to the nearest of all centres first.
+
+    A step visits only the rows that changed cell in the last step and the rows of cells
+    whose candidates changed or moved: the others would give the same answer. Cell sums
+    are kept up to date by the rows that move. All of it is exact on the grid, so the
+    result does not depend on ``chunk`` or the thread count, and with ``candidates`` at
+    least the number of centres it is :func:`grid_lloyd`'s.
+
+    Returns:
+        (cell of every row, its similarity to that centre, the centres, steps run).
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, k = x.shape[0], centres.shape[0]
+    c = max(1, min(candidates, k))
+    centres = np.ascontiguousarray(centres, dtype=np.float32).copy()
+    labels = labels.astype(np.int64)
+    sums = np.zeros(centres.shape, dtype=np.float64)
+    _move(x, np.flatnonzero(labels >= 0), np.full(n, -1, np.int64), labels, sums)
+    if c < k:
+        cand, thr = candidate_lists(centres, c)
+    else:  # every centre is a candidate of every cell, whatever moves
+        cand, thr = np.tile(np.arange(k, dtype=np.int64), (k, 1)), np.full(k, 8.0, np.float32)
+    dirty = np.ones(k, dtype=bool)
+    redo = np.ones(n, dtype=bool)
+    sim = np.empty(n, dtype=np.float32)
+    assign = _kernels().assign
+
+    def visit() -> np.ndarray:
+        new = labels.copy()
+        order, starts = _group(labels, k)
+        work = int(redo.sum()) if not dirty.any() else n
+        assign(work * c // 64, x, order, starts, cand, centres, dirty, redo, new, sim)
+        lost = np.flatnonzero(labels < 0)
+        for a in range(0, lost.size, chunk):  # rows of no cell: all centres
+            r = lost[a : a + chunk]
+            new[r], sim[r] = grid_assign(x[r], centres, chunk)
+        return new
+
+    step = 0
+    for step in range(1, steps + 1):  # noqa: B007 - returned
+        new = visit()
+        moved_rows = np.flatnonzero(new != labels)
+        if moved_rows.size == 0:
+            break
+        _move(x, moved_rows, labels, new, sums)
+        labels = new
+        moved = to_grid(sums[fixed:])
+        keep = ~np.any(sums[fixed:] != 0, axis=1)  # an emptied cell keeps its centre
+        moved[keep] = centres[fixed:][keep]
+        shifted = np.zeros(k, dtype=bool)
+        shifted[fixed:] = (moved != centres[fixed:]).any(1)
+        centres[fixed:] = moved
+        changed = _update_lists(centres, cand, thr, shifted) if c < k else shifted
+        dirty = changed | shifted[cand].any(1)
+        redo = np.zeros(n, dtype=bool)
+        redo[moved_rows] = True
+    else:  # not converged (or no step): the cells of the last centres
+        labels = visit()
+    return labels, sim, centres, step
+
+
+def candidate_runner_up(
+    x: np.ndarray, centres: np.ndarray, labels: np.ndarray, cand: np.ndarray
+) -> np.ndarray:
+    """Similarity of every row to the most similar candidate of its cell (``cand`` from
+    :func:`candidate_lists`) other than its own centre, float32 ``[n]``; -1 when the cell
+    has no other candidate. Exact on the grid."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty(x.shape[0], np.float32)
+    _kernels().runner_up(
+        x.shape[0] * cand.shape[1] // 64,
+        x,
+        labels.astype(np.int64),
+        cand,
+        np.ascontiguousarray(centres, dtype=np.float32),
+        out,
+    )
+    return out
 
 
 def coarse_spherical_kmeans(x: np.ndarray, g: int, seed: int, iters: int = 8) -> np.ndarray:

@@ -31,9 +31,18 @@ Construction (spherical, on the unit-length global features of the bank):
    O(N * D * split_iter), and there are about log2(b) levels.
 2. Refine: at most ``refine`` Lloyd steps over all ``b`` cells at once, started from the
    cells' mean directions, which tighten the cells that bisection cut badly (a split
-   is final for its subtree) while keeping the equal-mass start. Each costs
-   O(N * b * D), in blocks of at most ``chunk`` images and 4M similarities: no pool x
-   pool matrix.
+   is final for its subtree) while keeping the equal-mass start. Up to ``candidates``
+   = 64 cells (labeled images count), each step compares every image with every
+   centre, O(N * b * D), in blocks of at most ``chunk`` images and 4M similarities: no
+   pool x pool matrix. Past it, an image may only move to the ``candidates`` centres
+   nearest its cell's centre (k^2-means: Agustsson, Timofte and Van Gool, 2017), so a
+   step costs O(N * candidates * D) plus the centres' own neighbour lists, O(b^2 * D)
+   while most centres move and far less once few do; an image is compared again only
+   when its cell's candidates moved or it changed cell. The cells' centres move a
+   little per step, so an image's best centre is almost always among its cell's
+   nearest; the fit and the accuracy this gives up are measured in
+   ``docs/samplers.md``. A node's 2-means reads its images in place, so the root's
+   split copies nothing.
 3. Repeat 1-2 ``n_init`` times (the splits' seeding differs) and keep the tightest
    cells: the largest total similarity of the images to their cells' centres.
 4. Pick one unlabeled image in every cell (below); the ranking lists cells by size,
@@ -59,8 +68,10 @@ the covariance of its features: the number of directions it spreads over (10.4 o
 harness). Picks can only restore the spread of the directions they outnumber, and the
 prototypes settle once the labels are a few per direction. ``centre_below = 3`` is
 measured, not derived: the crossover on the harness lies between 30 and 40 labels. ``d``
-costs O(N D^2) once, only when it decides the rule, and is exact on the grid (sums of
-grid products are exact in float64).
+costs O(N D^2) once, only when it decides the rule (``d <= D``, so never past
+``centre_below * D`` labels), and is exact on the grid (sums of
+grid products are exact in float64). A ``margin`` pick's nearest other centre is
+searched among its cell's candidates, like the Lloyd steps.
 
 Labeled images: each is a fixed cell centre. At a split, each child is owed
 ``(b + l) * n_c / n`` picks less the ``l_c`` labeled images it already holds, and the
@@ -79,6 +90,7 @@ randomness is the seeded draw of each split's two starting centres.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -88,7 +100,14 @@ import numpy as np
 from geal.coverage import to_grid
 from geal.errors import SelectionError
 from geal.internal.validation import check_choice, check_scalar
-from geal.kmeans.spherical import BLOCK, grid_lloyd, grid_two_means
+from geal.kmeans.spherical import (
+    BLOCK,
+    candidate_lists,
+    candidate_lloyd,
+    candidate_runner_up,
+    grid_lloyd,
+    grid_two_means,
+)
 from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
 from geal.sampling.features import global_pool, rows_bytes
 
@@ -100,17 +119,28 @@ log = logging.getLogger(__name__)
 PICKS = ("auto", "centre", "margin")
 CENTRE_BELOW = 3.0  # labels per effective dimension up to which picks are central
 MARGIN_WEIGHT = 0.5  # weight of the nearest other centre in a margin pick
+CANDIDATES = 64  # centres a Lloyd step may move an image to (all of them up to 64 cells)
 WHY_NOT_NESTED = (
     "the pool is cut into as many equal-mass cells as the budget, so a larger budget "
     "cuts different cells; every budget is selected afresh"
 )
 
 
-def runner_up(x: np.ndarray, centres: np.ndarray, labels: np.ndarray, chunk: int) -> np.ndarray:
+def runner_up(
+    x: np.ndarray,
+    centres: np.ndarray,
+    labels: np.ndarray,
+    chunk: int,
+    candidates: np.ndarray | None = None,
+) -> np.ndarray:
     """Similarity of every row to the most similar centre other than its own
     (``labels``), float32 ``[n]``; -1 (the least a cosine can be) with one centre.
-    Exact on the grid, so independent of ``chunk``."""
+    With ``candidates`` (each centre's, :func:`~geal.kmeans.spherical.candidate_lists`),
+    only its cell's candidates are searched. Exact on the grid, so independent of
+    ``chunk``."""
     n, k = x.shape[0], centres.shape[0]
+    if candidates is not None and candidates.shape[1] < k:
+        return candidate_runner_up(x, centres, labels, candidates)
     out = np.full(n, -1.0, dtype=np.float32)
     if k < 2:
         return out
@@ -123,20 +153,50 @@ def runner_up(x: np.ndarray, centres: np.ndarray, labels: np.ndarray, chunk: int
     return out
 
 
+def nearest_rows(
+    x: np.ndarray, rows: np.ndarray, centres: np.ndarray, chunk: int, m: int = 16
+) -> np.ndarray:
+    """For every centre, the ``m`` of ``rows`` most similar to it, most similar first
+    (lower row on ties), int64 ``[len(centres), m]``: one pass over ``x[rows]``, ``chunk``
+    rows at a time. Exact on the grid, so independent of ``chunk``."""
+    f = centres.shape[0]
+    m = max(1, min(m, rows.size))
+    best_s = np.full((f, 0), 0, np.float32)
+    best_r = np.full((f, 0), 0, np.int64)
+    for a in range(0, rows.size, chunk):
+        r = rows[a : a + chunk]
+        s = centres @ x[r].T  # [f, len(r)]
+        top = np.argsort(-s, axis=1, kind="stable")[:, :m]  # stable: lower row on ties
+        cs = np.concatenate([best_s, np.take_along_axis(s, top, 1)], 1)
+        cr = np.concatenate([best_r, r[top]], 1)
+        keep = np.lexsort((cr, -cs), axis=-1)[:, :m]
+        best_s = np.take_along_axis(cs, keep, 1)
+        best_r = np.take_along_axis(cr, keep, 1)
+    return best_r
+
+
 def pick_scores(
-    x: np.ndarray, centres: np.ndarray, labels: np.ndarray, weight: float, chunk: int
+    x: np.ndarray,
+    centres: np.ndarray,
+    labels: np.ndarray,
+    weight: float,
+    chunk: int,
+    candidates: np.ndarray | None = None,
 ) -> np.ndarray:
     """Score of every row as its cell's pick, float64 ``[n]``: its similarity to its own
-    centre, less ``weight`` times its similarity to the nearest other centre (weight 0:
-    the central image scores highest). Exact on the grid: both similarities are
-    multiples of 2^-22."""
-    score = np.einsum("ij,ij->i", x, centres[labels], dtype=np.float64)
+    centre, less ``weight`` times its similarity to the nearest other centre (among its
+    cell's ``candidates`` if given; weight 0: the central image scores highest). Exact on
+    the grid: both similarities are multiples of 2^-22."""
+    score = np.empty(x.shape[0], dtype=np.float64)
+    for a in range(0, x.shape[0], chunk):  # no N x D gather of the centres
+        b = min(a + chunk, x.shape[0])
+        score[a:b] = np.einsum("ij,ij->i", x[a:b], centres[labels[a:b]], dtype=np.float64)
     if weight:
-        score -= weight * runner_up(x, centres, labels, chunk).astype(np.float64)
+        score -= weight * runner_up(x, centres, labels, chunk, candidates).astype(np.float64)
     return score
 
 
-def effective_dimension(x: np.ndarray, rows: int = 65536) -> float:
+def effective_dimension(x: np.ndarray, rows: int = 8192) -> float:
     """Participation ratio tr(C)^2 / tr(C^2) of the covariance C of the grid rows ``x``:
     about m for a pool spread evenly over m directions, 1 for a pool on a line.
 
@@ -174,9 +234,12 @@ def cut(
     budget: int,
     rng: np.random.Generator,
     split_iter: int,
+    strays: list[tuple[np.ndarray, int]] | None = None,
 ) -> list[np.ndarray]:
     """Bisect the pool into cells of one free pick each (row arrays, unlabeled rows
-    and any labeled rows among them); depth first, first side first."""
+    and any labeled rows among them); depth first, first side first. The rows of a
+    child too small for a pick belong to no cell; with ``strays``, each such child is
+    appended to it with a row of its sibling, in the order they are cut."""
     cells: list[np.ndarray] = []
     stack = [(np.arange(x.shape[0]), budget, int(is_lab.sum()))]  # rows, picks, labeled
     while stack:
@@ -188,7 +251,7 @@ def cut(
         if free == b:  # every unlabeled image is a cell of its own
             cells.extend(r[None] for r in rows[~is_lab[rows]])
             continue
-        side = grid_two_means(x[rows], rng, split_iter)
+        side = grid_two_means(x, rng, split_iter, rows)
         kids = (rows[~side], rows[side])
         lk = (int(is_lab[kids[0]].sum()), int(is_lab[kids[1]].sum()))
         fk = (kids[0].size - lk[0], kids[1].size - lk[1])
@@ -196,6 +259,8 @@ def cut(
         for i, bb in ((1, b - b0), (0, b0)):  # popped: first side first
             if bb > 0:
                 stack.append((kids[i], bb, lk[i]))
+            elif strays is not None:
+                strays.append((kids[i], int(kids[1 - i][0])))
     return cells
 
 
@@ -207,22 +272,35 @@ def fit_cells(
     refine: int,
     split_iter: int,
     chunk: int,
+    candidates: int = CANDIDATES,
 ) -> tuple[float, np.ndarray, np.ndarray, int]:
     """One cut and its refinement: (total similarity of the rows to their cell centres,
     cell of every row (labeled images first, as their own centres), centres, Lloyd
-    steps run)."""
-    cells = cut(x, is_lab, budget, rng, split_iter)
+    steps run). With more centres than ``candidates``, a Lloyd step moves a row only
+    among the ``candidates`` centres nearest its own."""
+    strays: list[tuple[np.ndarray, int]] = []
+    cells = cut(x, is_lab, budget, rng, split_iter, strays)
     k = len(cells)
     fixed = x[is_lab]
     nf = fixed.shape[0]
     sums = np.zeros((k, x.shape[1]), dtype=np.float64)
     labels = np.full(x.shape[0], -1, dtype=np.int64)
     for j, rows in enumerate(cells):
-        sums[j] = x[rows].sum(0, dtype=np.float64)
+        for a in range(0, rows.size, chunk):  # exact float64 sums: any split
+            sums[j] += x[rows[a : a + chunk]].sum(0, dtype=np.float64)
         labels[rows] = nf + j
     labels[np.flatnonzero(is_lab)] = np.arange(nf)  # a labeled image is its own centre's
     centres = np.concatenate([fixed, to_grid(sums)])  # the cells' mean directions
-    labels, sim, centres, steps = grid_lloyd(x, centres, labels, nf, refine, chunk)
+    if centres.shape[0] <= candidates:  # every centre a candidate: the plain step is faster
+        labels, sim, centres, steps = grid_lloyd(x, centres, labels, nf, refine, chunk)
+    else:
+        # a row of no cell starts in a cell of its sibling's (the deepest strays first,
+        # so that the sibling row has one), its first step among that cell's candidates
+        for rows, near in reversed(strays):
+            labels[rows[labels[rows] < 0]] = labels[near]
+        labels, sim, centres, steps = candidate_lloyd(
+            x, centres, labels, nf, refine, chunk, candidates
+        )
     # exact float32 similarities, so their float64 sum is exact in any order
     fit = float(sim.sum(dtype=np.float64))
     return fit, labels, centres, steps
@@ -238,13 +316,14 @@ def tightest_cells(
     split_iter: int = 20,
     n_init: int = 3,
     chunk: int = 4096,
+    candidates: int = CANDIDATES,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The tightest of ``n_init`` cuts of the grid rows ``x``: (cell of every row, the
     labeled images first as their own cells; centres; Lloyd steps run)."""
     rng = np.random.default_rng([int(seed), 0x535452415441])
     best: tuple[float, np.ndarray, np.ndarray, int] | None = None
     for _ in range(n_init):
-        run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk)
+        run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk, candidates)
         if best is None or run[0] > best[0]:
             best = run
     assert best is not None
@@ -268,6 +347,16 @@ class StrataParams(SamplerParams):
             image only joins the cell of the nearest bisection centre).
         split_iter: Lloyd steps of each 2-means split (>= 1).
         n_init: cuts made (each with its own draws), the tightest kept (>= 1).
+        candidates: centres a Lloyd step may move an image to, those nearest its
+            cell's centre, its own among them (>= 2). With at most this many cells
+            (budget plus labeled images) every centre is a candidate, the exact Lloyd
+            step; beyond, a step costs N x ``candidates`` similarities instead of
+            N x cells, and so does finding the nearest other centre of a ``margin``
+            pick. The default, 64, keeps the step exact at small budgets, where each
+            pick weighs most, and its cost flat in the budget; beyond, it moved the
+            linear probe on the Fashion-MNIST harness by -0.4 to +0.1 points at
+            budgets 200 to 2,000, within the seeds' spread but at 500
+            (``docs/samplers.md``).
     """
 
     pick: str = "auto"
@@ -276,6 +365,7 @@ class StrataParams(SamplerParams):
     refine: int = 100
     split_iter: int = 20
     n_init: int = 3
+    candidates: int = CANDIDATES
 
     def __post_init__(self) -> None:
         check_choice(self.pick, "strata: pick", PICKS, error=SelectionError)
@@ -286,16 +376,21 @@ class StrataParams(SamplerParams):
         check_scalar(self.refine, "refine", int, min_val=0, error=SelectionError)
         check_scalar(self.split_iter, "split_iter", int, min_val=1, error=SelectionError)
         check_scalar(self.n_init, "n_init", int, min_val=1, error=SelectionError)
+        check_scalar(self.candidates, "candidates", int, min_val=2, error=SelectionError)
 
 
 def _memory(shape: BankShape, budget: int, params: StrataParams, run: RunSettings) -> int:
     k = budget + shape.labeled
+    c = min(params.candidates, k)
     return (
-        rows_bytes(shape)
-        + 4 * shape.n * shape.dim  # the grid copy
+        max(
+            rows_bytes(shape),  # reading the rows; then they are rounded to the grid in place
+            4 * shape.n * shape.dim + 128 * shape.n,  # the rows and the per-row state: cells,
+            # similarities, the best cut's cells, the split stack, scores, orders
+        )
         + 2 * 4 * BLOCK  # similarity blocks
-        + 24 * k * shape.dim  # centres and their sums, the best cut's
-        + 48 * shape.n  # cells, similarities, scores, order
+        + 24 * k * shape.dim  # centres, their sums and the best cut's centres
+        + 2 * 8 * k * c  # candidate lists
     )
 
 
@@ -313,6 +408,7 @@ def strata(
     """One image of each of ``budget`` equal-mass cells (not nested): the image nearest
     the cell's centre at small budgets, one that also keeps clear of the neighbouring
     cells at larger ones (hyperparameters: :class:`StrataParams`)."""
+    t0 = time.perf_counter()
     pool = global_pool(bank, budget, labeled, distance, normalise=True)
     if distance != "cosine":
         log.info("strata: cells are cut on the unit sphere; using cosine similarity")
@@ -322,18 +418,35 @@ def strata(
     refine, split_iter, n_init = params.refine, params.split_iter, params.n_init
     pick_rule = params.pick
     centre_below, weight = params.centre_below, params.margin_weight
-    x = to_grid(pool.x)
+    x = pool.x  # the pool's own unit rows, rounded to the grid in place: no second copy
+    for a in range(0, pool.n, 4096):  # 4096 rows: ~40 MB of float64 temporaries
+        x[a : a + 4096] = to_grid(x[a : a + 4096])
     is_lab = pool.labeled
     nf = int(is_lab.sum())
     d_eff = None  # measured only when it decides the rule
-    if pick_rule == "auto":
+    if pick_rule == "auto" and budget + nf > centre_below * x.shape[1]:
+        pick_rule = "margin"  # d_eff is at most the dimension: no need to measure it
+    elif pick_rule == "auto":
         d_eff = effective_dimension(x)
         pick_rule = "centre" if budget + nf <= centre_below * d_eff else "margin"
+    t1 = time.perf_counter()
     labels, centres, steps = tightest_cells(
-        x, is_lab, budget, seed, refine=refine, split_iter=split_iter, n_init=n_init, chunk=chunk
+        x,
+        is_lab,
+        budget,
+        seed,
+        refine=refine,
+        split_iter=split_iter,
+        n_init=n_init,
+        chunk=chunk,
+        candidates=params.candidates,
     )
+    t2 = time.perf_counter()
     k = centres.shape[0] - nf
-    score = pick_scores(x, centres, labels, weight if pick_rule == "margin" else 0.0, chunk)
+    cand = None
+    if pick_rule == "margin" and nf + k > params.candidates:
+        cand = candidate_lists(centres, params.candidates)[0]
+    score = pick_scores(x, centres, labels, weight if pick_rule == "margin" else 0.0, chunk, cand)
     sizes = np.bincount(labels, minlength=nf + k)[nf:]
     order = np.argsort(-sizes, kind="stable")
     free = ~is_lab
@@ -341,18 +454,48 @@ def strata(
     used = np.zeros(pool.n, dtype=bool)
     by_cell = np.argsort(labels, kind="stable")
     starts = np.searchsorted(labels[by_cell], np.arange(nf + k + 1))
+    # cells with no unlabeled image (emptied by the refinement, or labeled images only)
+    # take the nearest free image not yet picked: their few nearest, in one pass
+    bare = [j for j in range(k) if not free[by_cell[starts[nf + j] : starts[nf + j + 1]]].any()]
+    near = (
+        dict(
+            zip(
+                bare,
+                nearest_rows(
+                    x, np.flatnonzero(free), centres[nf + np.array(bare, np.int64)], chunk
+                ),
+                strict=True,
+            )
+        )
+        if bare
+        else {}
+    )
     for t, j in enumerate(order):
         rows = by_cell[starts[nf + j] : starts[nf + j + 1]]
         rows = rows[free[rows] & ~used[rows]]
-        if rows.size == 0:  # the cell holds only labeled images: nearest free image
-            rows = np.flatnonzero(free & ~used)
-            s = x[rows] @ centres[nf + j]
+        if rows.size == 0:  # the nearest free image not yet picked
+            rows = near[j][~used[near[j]]][:1]
+            if rows.size == 0:  # all of its nearest are taken: every free image
+                rows = np.flatnonzero(free & ~used)
+                s = np.concatenate(
+                    [x[rows[a : a + chunk]] @ centres[nf + j] for a in range(0, rows.size, chunk)]
+                )
+            else:
+                s = np.zeros(1)
         else:
             s = score[rows]
         pick = int(rows[int(np.argmax(s))])  # first on ties: rows are in pool order
         picks[t] = pick
         used[pick] = True
-    log.info("strata: %d cells, %d refinement steps, %s picks", k, steps, pick_rule)
+    log.info(
+        "strata: %d cells, %d refinement steps, %s picks; %.1f s rows, %.1f s cells, %.1f s picks",
+        k,
+        steps,
+        pick_rule,
+        t1 - t0,
+        t2 - t1,
+        time.perf_counter() - t2,
+    )
     ranked = {
         "distance": "cosine",
         "pick": pick_rule,
@@ -363,6 +506,7 @@ def strata(
         "refine": refine,
         "split_iter": split_iter,
         "n_init": n_init,
+        "candidates": params.candidates,
     }
     return Ranking(
         pool.index[picks],
