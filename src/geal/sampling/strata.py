@@ -50,24 +50,24 @@ Construction (spherical, on the unit-length global features of the bank):
 
 Which image of a cell. The image nearest the centre ``c`` stands best for its cell, but
 a set of such images is narrower than the pool: a centre averages away the variation
-inside its cell (half of the pool's variance with 20 cells on the Fashion-MNIST
-harness, a third with 200), and central picks keep 82-93 % of the pool's variance
-where random picks keep all of it. While each class gets one or two labels that does not
+inside its cell, so central picks keep less of the pool's variance than random picks
+do (measured by ``benchmarks/strata_cells.py``; figures in ``docs/samplers.md``). While
+each class gets one or two labels that does not
 matter and centrality does: a pick is its class's prototype, and an off-centre pick
 biases it. Once each class gets many labels, the prototypes are averages of many picks
 and what the labels miss is the spread. So, past a switch, ``margin`` picks the image
 ``x`` of the cell maximising ``sim(x, c) - sim(x, c') / 2``, ``c'`` the nearest other
 centre (a labeled image is a centre too): close to its centre, on the side away from
-the neighbouring cells. Those picks keep 98-101 % of the variance at 20 and 200 labels,
-and add 0.5 to 1 point to the linear probe from 50 to 1,000 labels, where central picks
-trail ActiveFT; below the switch they cost 1 to 6 points.
+the neighbouring cells. Those picks keep about the pool's variance, as random picks do,
+and help the linear probe past the switch while hurting it below
+(``benchmarks/results/strata_tradeoff.json``, summarised in ``docs/samplers.md``).
 
 The switch is ``labels <= centre_below * d`` (labels: budget plus labeled images), with
 ``d`` the pool's effective dimension, the participation ratio ``tr(C)^2 / tr(C^2)`` of
-the covariance of its features: the number of directions it spreads over (10.4 on the
-harness). Picks can only restore the spread of the directions they outnumber, and the
-prototypes settle once the labels are a few per direction. ``centre_below = 3`` is
-measured, not derived: the crossover on the harness lies between 30 and 40 labels. ``d``
+the covariance of its features: the number of directions it spreads over. Picks can
+only restore the spread of the directions they outnumber, and the prototypes settle
+once the labels are a few per direction. ``centre_below = 3`` is measured, not derived:
+the crossover of the two rules in ``benchmarks/results/strata_tradeoff.json``. ``d``
 costs O(N D^2) once, only when it decides the rule (``d <= D``, so never past
 ``centre_below * D`` labels), and is exact on the grid (sums of
 grid products are exact in float64). A ``margin`` pick's nearest other centre is
@@ -353,9 +353,8 @@ class StrataParams(SamplerParams):
             step; beyond, a step costs N x ``candidates`` similarities instead of
             N x cells, and so does finding the nearest other centre of a ``margin``
             pick. The default, 64, keeps the step exact at small budgets, where each
-            pick weighs most, and its cost flat in the budget; beyond, it moved the
-            linear probe on the Fashion-MNIST harness by -0.4 to +0.1 points at
-            budgets 200 to 2,000, within the seeds' spread but at 500
+            pick weighs most, and its cost flat in the budget; what it changes beyond
+            is measured in ``benchmarks/results/strata_candidates.json``
             (``docs/samplers.md``).
     """
 
