@@ -198,7 +198,7 @@ def test_replacement_interrupted_between_its_renames_is_finished_next_time(
 ) -> None:
     import os
 
-    import geal.bank as bank_module
+    import geal.bank.writer as bank_module
 
     root = tmp_path / "b"
     w = BankWriter.prepare(root, OPTS, POOL, 5, shard_size=2)
