@@ -274,11 +274,13 @@ def cached_bank(
         extraction took, recorded when it was made (a reused bank reports its first cost).
         The CPU time counts this process only (extraction ``workers`` > 0 add theirs).
     """
+    from geal.bank import FORMAT_VERSION
     from geal.extract import extract
 
     options = config.options() | {"clusters": clusters}
     options.pop("name")
-    root = cache_dir / f"{config.model}-{_key(pool, options)}"
+    # a new bank format gets its own folder: a cached bank of an older one is not reused
+    root = cache_dir / f"{config.model}-{_key(pool, options | {'bank': FORMAT_VERSION})}"
     timing_file = root / "extract.json"
     timing = json.loads(timing_file.read_text()) if timing_file.exists() else {}
     c0 = time.process_time()
