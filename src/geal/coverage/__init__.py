@@ -14,7 +14,7 @@ every ranking built on it is the same on any device, thread count or chunk size.
   runs a step rule to a budget with a resumable journal.
 """
 
-from geal.coverage.factory import PRUNE_CHOICES, make_coverage
+from geal.coverage.factory import PRUNE_CHOICES, make_coverage, uses_pruning
 from geal.coverage.loop import Journal, Picks, Step, check_budget, greedy, step_rng
 from geal.coverage.plain import Coverage
 from geal.coverage.pruned import PrunedCoverage
@@ -45,4 +45,5 @@ __all__ = [
     "quantize",
     "step_rng",
     "to_grid",
+    "uses_pruning",
 ]

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from geal.coverage import (
-    PRUNE_MIN_PATTERNS,
     Coverage,
     CoverageState,
     PrunedCoverage,
     greedy,
     make_coverage,
+    uses_pruning,
 )
 from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
 
@@ -46,14 +46,12 @@ def pattern_coverage(
 
 def coverage_bytes(shape: BankShape, run: RunSettings, *, vectors: int | None = None) -> int:
     """Peak bytes of the coverage state over ``vectors`` (default: the patterns): the grid
-    copy (2 bytes a component) and per-vector state, plain or pruned as ``run.prune`` and
-    the size decide (see :func:`geal.coverage.make_coverage`)."""
+    copy (2 bytes a component) and per-vector state, plain or pruned as
+    :func:`geal.coverage.uses_pruning` decides (with the cosine distance, the larger)."""
     m = shape.patterns if vectors is None else vectors
     queries = max(1, shape.labeled) * max(1, m // max(shape.n, 1))  # labeled patterns
     blocks = min(run.chunk, m) * (4 * shape.dim + 8 * queries)  # rows against them
-    pruned = run.prune == "on" or (
-        run.prune == "auto" and run.device in ("cpu", "auto") and m >= PRUNE_MIN_PATTERNS
-    )
+    pruned = uses_pruning(m, distance="cosine", device=run.device, prune=run.prune)
     per = 56 if pruned else 16  # d, norms or |p|^2 and e(p, c), order, owner, changes
     sample = 4 * shape.dim * min(m, 100_000) if pruned else 0
     return 2 * m * shape.dim + per * m + 16 * shape.n + blocks + sample
