@@ -88,12 +88,7 @@ def read_labeled(path: str | Path, pool: Pool) -> list[int]:
             isinstance(i, int) and not isinstance(i, bool) for i in data
         ):
             raise SelectionError(f"labeled file {p} must be a JSON list of pool indices")
-        bad = [i for i in data if not 0 <= i < len(pool)]
-        if bad:
-            raise SelectionError(
-                f"labeled file {p} lists index {bad[0]}, outside the pool (0..{len(pool) - 1})"
-            )
-        return sorted(set(data))
+        return labeled_indices(p, data, pool)
     lines = [ln.strip() for ln in text.splitlines()]
     entries = [ln for ln in lines if ln and not ln.startswith("#")]
     if p.suffix.lower() == ".csv" and entries:
@@ -103,7 +98,11 @@ def read_labeled(path: str | Path, pool: Pool) -> list[int]:
         if column is None:
             raise SelectionError(f"labeled file {p} has no id, path or index column")
         if column == "index":
-            return read_labeled_indices(p, [r["index"] for r in rows], pool)
+            try:
+                values = [int(r["index"]) for r in rows]
+            except ValueError:
+                raise SelectionError(f"labeled file {p} has a non-integer index") from None
+            return labeled_indices(p, values, pool)
         entries = [r[column] for r in rows]
     by_path: dict[str, int] | None = None
     by_tail: dict[str, list[int]] | None = None
@@ -131,16 +130,14 @@ def read_labeled(path: str | Path, pool: Pool) -> list[int]:
     return sorted(set(out))
 
 
-def read_labeled_indices(p: Path, values: Sequence[str], pool: Pool) -> list[int]:
-    """Pool indices from the ``index`` column of a labeled csv, checked against the pool."""
-    try:
-        idx = [int(v) for v in values]
-    except ValueError:
-        raise SelectionError(f"labeled file {p} has a non-integer index") from None
-    bad = [i for i in idx if not 0 <= i < len(pool)]
+def labeled_indices(p: Path, values: Sequence[int], pool: Pool) -> list[int]:
+    """Sorted distinct pool indices of a labeled file, each checked to lie in the pool."""
+    bad = [i for i in values if not 0 <= i < len(pool)]
     if bad:
-        raise SelectionError(f"labeled file {p} lists index {bad[0]}, outside the pool")
-    return sorted(set(idx))
+        raise SelectionError(
+            f"labeled file {p} lists index {bad[0]}, outside the pool (0..{len(pool) - 1})"
+        )
+    return sorted(set(values))
 
 
 def preflight_exports(pool: Pool, to: Sequence[str], name: str = "geal") -> None:
