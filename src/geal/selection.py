@@ -406,12 +406,12 @@ def pool_of_bank(bank: PatternBank, pool_path: str | Path | None = None, fmt: st
             f"pool {root} has {len(pool)} images but the bank has {bank.n}; rerun `geal "
             "extract` (unchanged images are reused) or pass --pool PATH"
         )
-    ids = bank.ids
-    if ids is not None and ids != pool.ids:
-        first = next(i for i, (a, b) in enumerate(zip(ids, pool.ids, strict=True)) if a != b)
+    ids, now = bank.ids, pool.ids
+    if ids is not None and ids != now:
+        first = next(i for i, (a, b) in enumerate(zip(ids, now, strict=True)) if a != b)
         raise GealError(
             f"pool {root} changed since the bank was made (image {first} is now "
-            f"{pool.ids[first]!r}, was {ids[first]!r}); rerun `geal extract` (unchanged "
+            f"{now[first]!r}, was {ids[first]!r}); rerun `geal extract` (unchanged "
             "images are reused)"
         )
     if info.get("fingerprint") and pool.fingerprint() != info["fingerprint"]:
