@@ -31,11 +31,16 @@ def common_args(p: argparse.ArgumentParser) -> None:
 
 def pool_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pool")
-    g.add_argument("pool", help="folder, list file, VOCdevkit, COCO json, CIFAR-10 or IDX dir")
+    g.add_argument(
+        "pool",
+        help="folder, list file, VOCdevkit, COCO json, CIFAR-10 or IDX dir, Hugging Face "
+        "dataset (save_to_disk or Parquet) or WebDataset tar shards",
+    )
     g.add_argument(
         "--format",
         default="auto",
-        help="pool reader: auto (detect), folder, list, voc, coco, cifar10, idx (default: auto)",
+        help="pool reader: auto (detect), folder, list, voc, coco, cifar10, idx, hf, wds, builtin "
+        "(default: auto)",
     )
     g.add_argument(
         "--split",
