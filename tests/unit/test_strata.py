@@ -256,3 +256,28 @@ def test_few_candidates_give_a_valid_selection_and_nearly_the_same_fit() -> None
     # the fit (total similarity to the centres) is within 1 % of full Lloyd's: measured
     # 0.46 % here (0.07 % with 64 candidates, 2.3 % with 8)
     assert abs(fits[32] - fits[10**6]) <= 1e-2 * fits[10**6]
+
+
+def test_typical_pick_takes_the_dense_mode_not_the_image_nearest_the_mean() -> None:
+    # one cell: 15 images packed at 0 degrees, 15 spread over 40-80 degrees; the mean
+    # direction (~30 degrees) is nearest a spread image, the densest image is in the pack
+    rng = np.random.default_rng(0)
+    angles = np.concatenate([rng.normal(0.0, 0.5, 15), np.linspace(40.0, 80.0, 15)])
+    rad = np.deg2rad(angles)
+    x = np.zeros((30, 8), np.float32)
+    x[:, 0], x[:, 1] = np.cos(rad), np.sin(rad)
+    centre = select(bank_of(x), 1, "strata", seed=0, pick="centre").order
+    typical = select(bank_of(x), 1, "strata", seed=0, pick="typical", knn=5).order
+    assert centre[0] >= 15  # nearest the mean: a spread image
+    assert typical[0] < 15  # the mode: a packed one
+    again = select(bank_of(x), 1, "strata", seed=1, pick="typical", knn=5).order
+    np.testing.assert_array_equal(typical, again)
+
+
+def test_typical_pick_keeps_one_pick_per_cell() -> None:
+    sizes = [40, 40, 40, 40]
+    x = clusters(sizes, seed=2)
+    r = select(bank_of(x), 4, "strata", seed=0, pick="typical")
+    np.testing.assert_array_equal(np.sort(owner(sizes)[r.order]), [0, 1, 2, 3])
+    with pytest.raises(SelectionError, match="knn"):
+        select(bank_of(x), 4, "strata", seed=0, pick="typical", knn=0)

@@ -105,6 +105,7 @@ from geal.kmeans.spherical import (
     candidate_lists,
     candidate_lloyd,
     candidate_runner_up,
+    grid_assign,
     grid_lloyd,
     grid_two_means,
 )
@@ -116,7 +117,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PICKS = ("auto", "centre", "margin")
+PICKS = ("auto", "centre", "margin", "typical")
+STARTS = ("bisect", "plusplus")
 CENTRE_BELOW = 3.0  # labels per effective dimension up to which picks are central
 MARGIN_WEIGHT = 0.5  # weight of the nearest other centre in a margin pick
 CANDIDATES = 64  # centres a Lloyd step may move an image to (all of them up to 64 cells)
@@ -196,6 +198,27 @@ def pick_scores(
     return score
 
 
+def cell_typicality(x: np.ndarray, rows: np.ndarray, knn: int, chunk: int) -> np.ndarray:
+    """Typicality of each of ``rows`` within them (TypiClust's, on the sphere): minus the
+    mean cosine distance to its ``knn`` nearest other rows (fewer in small cells),
+    float64 ``[len(rows)]``. Exact on the grid (every similarity is a multiple of
+    2^-22), so independent of ``chunk``."""
+    n = rows.size
+    k = min(knn, n - 1)
+    if k < 1:
+        return np.zeros(n, dtype=np.float64)
+    out = np.empty(n, dtype=np.float64)
+    cell = x[rows]
+    step = max(1, min(chunk, BLOCK // max(n, 1)))
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        s = cell[a:b] @ cell.T
+        s[np.arange(b - a), np.arange(a, b)] = -np.inf  # not its own neighbour
+        top = -np.partition(-s, k - 1, axis=1)[:, :k]
+        out[a:b] = top.sum(1, dtype=np.float64) / k  # mean similarity: 1 - mean distance
+    return out
+
+
 def effective_dimension(x: np.ndarray, rows: int = 8192) -> float:
     """Participation ratio tr(C)^2 / tr(C^2) of the covariance C of the grid rows ``x``:
     about m for a pool spread evenly over m directions, 1 for a pool on a line.
@@ -273,16 +296,30 @@ def fit_cells(
     split_iter: int,
     chunk: int,
     candidates: int = CANDIDATES,
+    start: str = "bisect",
 ) -> tuple[float, np.ndarray, np.ndarray, int]:
     """One cut and its refinement: (total similarity of the rows to their cell centres,
     cell of every row (labeled images first, as their own centres), centres, Lloyd
     steps run). With more centres than ``candidates``, a Lloyd step moves a row only
     among the ``candidates`` centres nearest its own."""
+    fixed = x[is_lab]
+    nf = fixed.shape[0]
+    if start == "plusplus":  # k-means++ seeds instead of the bisection's equal-mass cells
+        from geal.kmeans.rows import kmeans_pp
+
+        free_rows = np.flatnonzero(~is_lab)
+        ones = np.ones(free_rows.size, np.float32)
+        seeds = free_rows[
+            kmeans_pp(x[free_rows], ones, budget, rng, fixed=fixed if nf else None, chunk=chunk)
+        ]
+        centres = np.concatenate([fixed, x[seeds]])
+        labels, _ = grid_assign(x, centres, chunk)
+        labels[np.flatnonzero(is_lab)] = np.arange(nf)
+        labels, sim, centres, steps = grid_lloyd(x, centres, labels, nf, refine, chunk)
+        return float(sim.sum(dtype=np.float64)), labels, centres, steps
     strays: list[tuple[np.ndarray, int]] = []
     cells = cut(x, is_lab, budget, rng, split_iter, strays)
     k = len(cells)
-    fixed = x[is_lab]
-    nf = fixed.shape[0]
     sums = np.zeros((k, x.shape[1]), dtype=np.float64)
     labels = np.full(x.shape[0], -1, dtype=np.int64)
     for j, rows in enumerate(cells):
@@ -317,13 +354,14 @@ def tightest_cells(
     n_init: int = 3,
     chunk: int = 4096,
     candidates: int = CANDIDATES,
+    start: str = "bisect",
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The tightest of ``n_init`` cuts of the grid rows ``x``: (cell of every row, the
     labeled images first as their own cells; centres; Lloyd steps run)."""
     rng = np.random.default_rng([int(seed), 0x535452415441])
     best: tuple[float, np.ndarray, np.ndarray, int] | None = None
     for _ in range(n_init):
-        run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk, candidates)
+        run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk, candidates, start)
         if best is None or run[0] > best[0]:
             best = run
     assert best is not None
@@ -365,6 +403,8 @@ class StrataParams(SamplerParams):
     split_iter: int = 20
     n_init: int = 3
     candidates: int = CANDIDATES
+    knn: int = 20
+    start: str = "bisect"
 
     def __post_init__(self) -> None:
         check_choice(self.pick, "strata: pick", PICKS, error=SelectionError)
@@ -376,6 +416,8 @@ class StrataParams(SamplerParams):
         check_scalar(self.split_iter, "split_iter", int, min_val=1, error=SelectionError)
         check_scalar(self.n_init, "n_init", int, min_val=1, error=SelectionError)
         check_scalar(self.candidates, "candidates", int, min_val=2, error=SelectionError)
+        check_scalar(self.knn, "knn", int, min_val=1, error=SelectionError)
+        check_choice(self.start, "strata: start", STARTS, error=SelectionError)
 
 
 def _memory(shape: BankShape, budget: int, params: StrataParams, run: RunSettings) -> int:
@@ -439,6 +481,7 @@ def strata(
         n_init=n_init,
         chunk=chunk,
         candidates=params.candidates,
+        start=params.start,
     )
     t2 = time.perf_counter()
     k = centres.shape[0] - nf
@@ -481,6 +524,8 @@ def strata(
                 )
             else:
                 s = np.zeros(1)
+        elif pick_rule == "typical":
+            s = cell_typicality(x, rows, params.knn, chunk)
         else:
             s = score[rows]
         pick = int(rows[int(np.argmax(s))])  # first on ties: rows are in pool order
@@ -506,6 +551,7 @@ def strata(
         "split_iter": split_iter,
         "n_init": n_init,
         "candidates": params.candidates,
+        **({"knn": params.knn} if pick_rule == "typical" else {}),
     }
     return Ranking(
         pool.index[picks],
