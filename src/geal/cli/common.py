@@ -13,9 +13,7 @@ from typing import Any
 
 from geal.defaults import DEFAULT_CHUNK, DEFAULT_STRATEGY, PRUNE_MIN_PATTERNS, STRATEGIES
 
-SPLIT_FORMATS = (
-    "voc, coco, indices, ultralytics, mmdet, labelstudio, labelstudio-files, cvat"
-)
+SPLIT_FORMATS = "voc, coco, indices, ultralytics, mmdet, labelstudio, labelstudio-files, cvat"
 
 
 def common_args(p: argparse.ArgumentParser) -> None:

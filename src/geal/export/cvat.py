@@ -78,7 +78,8 @@ def coco_annotations(
     for _, _, objects in boxes.values():
         classes += [name for name, _ in objects if name not in classes]
     category = {name: n for n, name in enumerate(classes, start=1)}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, (index, frame) in enumerate(zip(indices, frames, strict=True), start=1):
         width, height, objects = boxes.get(index, (0, 0, []))
         if not (width and height):
