@@ -55,6 +55,11 @@ meta["pool"] = fo_pool.describe()
 json.dump(meta, open(os.path.join(fo_sel_dir, "selection.json"), "w"))
 third = tag_selection(fo_sel_dir, tag="byid")
 byid = ds.match_tags("byid")
+# the command line: a new dataset built from the pool
+from geal.cli import main
+code = main(["push", "fiftyone", sel_dir, "--dataset", "cli-made", "--budget", "2", "--json"])
+cli = fo.load_dataset("cli-made")
+cli_ranks = sorted(zip(cli.match_tags("geal").values("geal_rank"), cli.match_tags("geal").values("filepath")))
 errors = []
 for call in (lambda: open_pool("no-such-dataset", "fiftyone"),
              lambda: tag_selection(sel_dir, "geal-pool", budget=99)):
@@ -72,6 +77,7 @@ print(json.dumps({
                 "root": fo_pool.describe()["root"]},
     "byid": sorted(zip(byid.values("byid_rank"), byid.values("id"))),
     "errors": errors,
+    "cli": [code, len(cli), cli_ranks],
 }))
 """
 
@@ -115,3 +121,4 @@ def test_fiftyone_tags_the_picks_and_reads_a_dataset_as_pool(tmp_path: Path) -> 
     assert got["byid"] == [[r, ids[i]] for r, i in enumerate(order, start=1)]
     assert "no FiftyOne dataset named 'no-such-dataset'" in got["errors"][0]
     assert "not 99" in got["errors"][1]
+    assert got["cli"] == [0, 6, [[1, real[4]], [2, real[1]]]]
