@@ -37,7 +37,7 @@ from geal.bank import PatternBank
 from geal.errors import GealError, SelectionError
 from geal.export import EXPORTERS, check_formats, write_ranking_csv
 from geal.internal.io import atomic_write_text
-from geal.pools import Pool, open_pool
+from geal.pools import FORMATS, Pool, open_pool
 from geal.sampling.base import Ranking
 
 log = logging.getLogger(__name__)
@@ -393,7 +393,9 @@ def pool_of_bank(bank: PatternBank, pool_path: str | Path | None = None, fmt: st
     root = pool_path or info.get("root")
     if not root:
         raise GealError("this bank does not record its pool; pass --pool PATH")
-    if pool_path is None and not Path(root).expanduser().exists():
+    recorded = info.get("format")
+    named = recorded in FORMATS and FORMATS[recorded].named  # a dataset name, not a path
+    if pool_path is None and not named and not Path(root).expanduser().exists():
         where = f" recorded in bank {bank.root}" if bank.root is not None else ""
         raise GealError(f"pool {root}{where} no longer exists (moved?); pass --pool PATH")
     pool = open_pool(

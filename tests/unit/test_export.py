@@ -64,6 +64,7 @@ def leftovers(root: Path) -> list[Path]:
 def test_registry_names_every_exporter() -> None:
     assert set(EXPORTERS) == {
         "voc", "coco", "indices", "csv", "ultralytics", "mmdet", "labelstudio", "labelstudio-files",
+        "cvat",
     }  # fmt: skip
     assert check_formats(["voc", "csv"]) == ["voc", "csv"]
     with pytest.raises(GealError, match="unknown export format 'yolo'"):

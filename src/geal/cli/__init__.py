@@ -1,7 +1,7 @@
 """Command line: argument parsing and printing only; the work lives in the modules.
 
-One module per command (``extract``, ``select``, ``export``, ``run``, ``report``,
-``demo``), each adding its parser and naming its handler; :func:`main` dispatches and
+One module per command (``extract``, ``select``, ``export``, ``push``, ``run``,
+``report``, ``demo``), each adding its parser and naming its handler; :func:`main` dispatches and
 turns user errors into one line on stderr. Building the parser imports nothing heavy,
 so ``geal --help`` and ``geal --version`` answer without loading torch.
 """
@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from geal._version import __version__
-from geal.cli import demo, export, extract, report, run, select
+from geal.cli import demo, export, extract, push, report, run, select
 from geal.errors import GealError
 
 log = logging.getLogger("geal")
@@ -30,10 +30,11 @@ EPILOG = """examples:
   geal run ./images --budget 100 --out sel/ --report              # ... and sel/report.html
   geal report sel/ --screenshot report.png                        # report + its picture
   geal export sel/ --to mmdet                                     # + mmdetection SSD300 config
+  geal push labelstudio http://localhost:8080 sel/ --project picks --token $TOKEN
   geal demo                                                       # offline demo + report
 """
 
-COMMANDS = (extract, select, export, run, report, demo)
+COMMANDS = (extract, select, export, push, run, report, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from typing import Any
 
 from geal.defaults import DEFAULT_CHUNK, DEFAULT_STRATEGY, PRUNE_MIN_PATTERNS, STRATEGIES
 
-SPLIT_FORMATS = "voc, coco, indices, ultralytics, mmdet, labelstudio, labelstudio-files"
+SPLIT_FORMATS = "voc, coco, indices, ultralytics, mmdet, labelstudio, labelstudio-files, cvat"
 
 
 def common_args(p: argparse.ArgumentParser) -> None:
@@ -34,13 +34,13 @@ def pool_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "pool",
         help="folder, list file, VOCdevkit, COCO json, CIFAR-10 or IDX dir, Hugging Face "
-        "dataset (save_to_disk or Parquet) or WebDataset tar shards",
+        "dataset (save_to_disk or Parquet), WebDataset tar shards, or a FiftyOne dataset name",
     )
     g.add_argument(
         "--format",
         default="auto",
-        help="pool reader: auto (detect), folder, list, voc, coco, cifar10, idx, hf, wds, builtin "
-        "(default: auto)",
+        help="pool reader: auto (detect), folder, list, voc, coco, cifar10, idx, hf, wds, builtin, "
+        "fiftyone (POOL is a dataset name) (default: auto)",
     )
     g.add_argument(
         "--split",

@@ -15,6 +15,9 @@ so a trainer never reads half a split file.
 - ``labelstudio``, ``labelstudio-files``: Label Studio tasks
   ``labelstudio_<name>_<budget>.json`` and a labeling config beside them, with the
   pool's boxes as predictions for COCO and VOC pools (:mod:`geal.export.labelstudio`).
+- ``cvat``: a CVAT task request ``cvat_<name>_<budget>.json`` (``cvat-sdk`` model fields),
+  its image list and, for COCO and VOC pools, the boxes as a COCO file
+  (:mod:`geal.export.cvat`).
 - ``mmdet``: the ``voc`` or ``coco`` split files plus an mmdetection 3.x config that
   trains SSD300 on them (:mod:`geal.export.mmdet`).
 
@@ -33,6 +36,7 @@ from geal.export.base import (
     selected_indices,
 )
 from geal.export.coco import export_coco
+from geal.export.cvat import export_cvat
 from geal.export.labelstudio import export_labelstudio, export_labelstudio_files
 from geal.export.lists import export_csv, export_indices, export_ultralytics, write_ranking_csv
 from geal.export.mmdet import export_mmdet, mmdet_coco_config, mmdet_voc_config
@@ -46,6 +50,7 @@ __all__ = [
     "check_name",
     "export_coco",
     "export_csv",
+    "export_cvat",
     "export_indices",
     "export_labelstudio",
     "export_labelstudio_files",

@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from geal.errors import GealError, SelectionError
+from geal.internal.io import atomic_open
 from geal.internal.registry import Registry
 from geal.pools.base import Pool
 from geal.sampling.base import Ranking
@@ -114,3 +115,30 @@ def final_path(path: Path, out_dir: str | Path, final_dir: str | Path | None) ->
     if final_dir is None:
         return path.absolute()
     return Path(final_dir).absolute() / path.absolute().relative_to(Path(out_dir).absolute())
+
+
+def write_images(
+    pool: Pool, indices: Iterable[int], folder: Path, names: Iterable[str], *, tool: str
+) -> list[Path]:
+    """Write the images ``indices`` of ``pool`` into ``folder`` as ``names`` (PNG when a
+    name ends in ``.png``, else the image file copied byte for byte); return the files.
+
+    For tools that need image files where the pool has none (images inside container
+    files) or where its file names collide.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, name in zip(indices, names, strict=True):
+        target = folder / name
+        path = pool[index].path
+        try:
+            if path is not None and not name.endswith(".png"):
+                with open(path, "rb") as src, atomic_open(target, "wb") as dst:
+                    dst.write(src.read())
+            else:
+                with atomic_open(target, "wb") as dst:
+                    pool.load(index).save(dst, format="PNG")
+        except Exception as exc:
+            raise GealError(f"cannot write image {pool[index].id!r} for {tool}: {exc}") from exc
+        written.append(target)
+    return written

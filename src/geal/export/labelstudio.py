@@ -10,8 +10,7 @@ labeling config whose ``<Image name="image" value="$image">`` matches the tasks:
   ``rectanglelabels``), so annotators correct boxes instead of drawing them. Label
   Studio places boxes in percent of the image: ``x``, ``y``, ``width``, ``height`` are
   ``100 * pixels / image size``, with ``original_width``/``original_height`` the size
-  in pixels. COCO boxes are ``[x, y, w, h]`` in pixels; VOC boxes are 1-based inclusive
-  pixel indices, so a box spans ``xmin - 1 .. xmax``.
+  in pixels (the pixel boxes come from :func:`geal.export.boxes.pool_boxes`).
 - other pools with class names: ``<Choices name="label" toName="image">`` of the
   classes; otherwise ``<RectangleLabels>`` with one label, ``object``.
 
@@ -44,10 +43,15 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from PIL import Image
-
-from geal.errors import GealError, PoolError
-from geal.export.base import check_name, final_path, register_exporter, selected_indices
+from geal.errors import GealError
+from geal.export.base import (
+    check_name,
+    final_path,
+    register_exporter,
+    selected_indices,
+    write_images,
+)
+from geal.export.boxes import pool_boxes
 from geal.internal.io import atomic_write_json, atomic_write_text
 from geal.pools.base import Pool
 from geal.sampling.base import Ranking
@@ -100,64 +104,12 @@ def rectangle(
     }
 
 
-def _coco_boxes(pool: Pool) -> dict[str, tuple[int, int, list[tuple[str, tuple[float, ...]]]]]:
-    """image id -> (width, height, [(class, [x, y, w, h])]) from the pool's COCO file."""
-    from geal.pools.coco import load_coco_json
-
-    doc = load_coco_json(pool.meta["annotation_file"])
-    names = {c["id"]: str(c["name"]) for c in doc["categories"]}
-    out: dict[str, tuple[int, int, list[tuple[str, tuple[float, ...]]]]] = {}
-    for image in doc["images"]:
-        out[str(image["id"])] = (int(image.get("width") or 0), int(image.get("height") or 0), [])
-    for ann in doc["annotations"]:
-        entry = out.get(str(ann.get("image_id")))
-        bbox = ann.get("bbox")
-        if entry is None or not isinstance(bbox, list) or len(bbox) != 4:
-            continue
-        name = names.get(ann.get("category_id"))
-        if name is not None:
-            entry[2].append((name, tuple(float(v) for v in bbox)))
-    return out
-
-
 def predictions(pool: Pool, indices: list[int]) -> dict[int, list[dict[str, Any]]]:
     """Pool index -> its boxes as ``rectanglelabels`` results (COCO and VOC pools)."""
-    out: dict[int, list[dict[str, Any]]] = {}
-    if pool.format == "coco" and pool.meta.get("annotation_file"):
-        boxes = _coco_boxes(pool)
-        for index in indices:
-            width, height, objects = boxes.get(pool[index].id, (0, 0, []))
-            if objects and not (width and height):
-                with Image.open(str(pool[index].path)) as im:
-                    width, height = im.size
-            out[index] = [
-                rectangle(name, (b[0], b[1], b[2], b[3]), width, height, n)
-                for n, (name, b) in enumerate(objects)
-            ]
-    elif pool.format == "voc" and hasattr(pool, "annotation"):
-        bad = pool.meta.get("bad_annotations") or {}
-        for index in indices:
-            if pool[index].id in bad:
-                logger.warning("no boxes for %s: %s", pool[index].id, bad[pool[index].id])
-                continue
-            try:
-                ann = pool.annotation(index)
-            except PoolError as exc:
-                logger.warning("no boxes for %s: %s", pool[index].id, exc)
-                continue
-            width, height = ann["size"]["width"], ann["size"]["height"]
-            out[index] = [
-                rectangle(
-                    obj["name"],
-                    (xmin - 1.0, ymin - 1.0, xmax - xmin + 1.0, ymax - ymin + 1.0),
-                    width,
-                    height,
-                    n,
-                )
-                for n, obj in enumerate(ann["objects"])
-                for xmin, ymin, xmax, ymax in [obj["bbox"]]
-            ]
-    return out
+    return {
+        index: [rectangle(name, box, width, height, n) for n, (name, box) in enumerate(objects)]
+        for index, (width, height, objects) in pool_boxes(pool, indices).items()
+    }
 
 
 def labeling_config(pool: Pool, *, detection: bool, document_root: str | None = None) -> str:
@@ -196,20 +148,11 @@ def _image_refs(
         root = pool.root.absolute()
         root = root if root.is_dir() else root.parent
     else:  # images inside containers: write them beside the tasks
-        folder = out_dir / f"{stem}_images"
-        folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        for rank, index in enumerate(indices, start=1):
-            target = folder / f"{rank:06d}.png"
-            try:
-                image = pool.load(index)
-            except Exception as exc:
-                raise GealError(
-                    f"cannot write image {pool[index].id!r} for Label Studio: {exc}"
-                ) from exc
-            image.save(target, format="PNG")
-            written.append(target)
-            files.append(final_path(target, out_dir, final_dir))
+        names = [f"{rank:06d}.png" for rank in range(1, len(indices) + 1)]
+        written = write_images(
+            pool, indices, out_dir / f"{stem}_images", names, tool="Label Studio"
+        )
+        files = [final_path(target, out_dir, final_dir) for target in written]
         root = final_path(out_dir, out_dir, final_dir)
     if uris:
         return [f.as_uri() for f in files], None, written

@@ -7,7 +7,18 @@ reader whether it recognises the path, in registry order (most specific first).
 from __future__ import annotations
 
 # the reader modules register themselves; most specific formats are asked first
-from geal.pools import builtin, cifar, coco, folder, hf, idx, listfile, voc, wds  # noqa: F401
+from geal.pools import (  # noqa: F401
+    builtin,
+    cifar,
+    coco,
+    fiftyone,
+    folder,
+    hf,
+    idx,
+    listfile,
+    voc,
+    wds,
+)
 from geal.pools.base import Pool, PoolItem
 from geal.pools.registry import FORMATS, detect_format, open_pool, register_format
 

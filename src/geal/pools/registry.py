@@ -33,13 +33,14 @@ class Format:
     detect: Detector
     help: str
     priority: int = 50
+    named: bool = False  # the reader takes a name (a dataset of a library), not a path
 
 
 FORMATS: Registry[Format] = Registry("pool format", error=PoolError)
 
 
 def register_format(
-    name: str, detect: Detector, help: str, *, priority: int = 50
+    name: str, detect: Detector, help: str, *, priority: int = 50, named: bool = False
 ) -> Callable[[Reader], Reader]:
     """Decorator registering a reader under ``name``.
 
@@ -50,10 +51,12 @@ def register_format(
         priority: detection rank, lower asked first; built-in container formats use
             10-40, the list file 80 and the image folder catch-all 90, so a user format
             with the default 50 is asked before the catch-alls.
+        named: the reader takes the name of a dataset kept by a library (FiftyOne), not
+            a path; ``open_pool`` then does not ask that the path exists.
     """
 
     def wrap(reader: Reader) -> Reader:
-        FORMATS.register(name, Format(name, reader, detect, help, priority))
+        FORMATS.register(name, Format(name, reader, detect, help, priority, named))
         return reader
 
     return wrap
@@ -87,16 +90,16 @@ def open_pool(path: str | Path, format: str = "auto", *, split: str | None = Non
     """Open the pool at ``path`` with the named reader (``auto`` detects it).
 
     Args:
-        path: file or directory the user gave.
+        path: file or directory the user gave (a dataset name for ``named`` formats).
         format: registry name, or ``auto``.
         split: reader-specific subset (VOC image set name, IDX/CIFAR ``train``/``test``).
     """
     p = Path(path).expanduser()
-    if not p.exists():
+    if format != "auto" and format not in FORMATS:
+        raise PoolError(f"unknown pool format {format!r}; known: auto, {', '.join(FORMATS)}")
+    if not (format != "auto" and FORMATS[format].named) and not p.exists():
         raise PoolError(f"pool path {p} does not exist")
     name = detect_format(p) if format == "auto" else format
-    if name not in FORMATS:
-        raise PoolError(f"unknown pool format {name!r}; known: auto, {', '.join(FORMATS)}")
     try:
         return FORMATS[name].reader(p, split=split)
     except PoolError:
