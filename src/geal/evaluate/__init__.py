@@ -14,6 +14,11 @@ Typical use::
     acc = evaluate_selection(task, indices, "cnn", seed=0)
     rows = run_curves(task, ["random", "prob", "fds-k1", ("mine", my_sampler)], [10, 100])
 
+Tuning runs and reporting runs (:mod:`geal.evaluate.heldout`): a method's constants are
+chosen on pools drawn from the training images and scored on a validation split carved
+from them; the test images are read only by reporting runs of a fixed method version,
+and the bar (:func:`bar_points`) is checked on those.
+
 Needs the ``eval`` extra for the linear probe and the plots: ``pip install 'geal[eval]'``.
 """
 
@@ -27,6 +32,18 @@ from geal.evaluate.curves import (
     resolve_strategy,
     run_curves,
     save_results,
+)
+from geal.evaluate.heldout import (
+    DATASETS,
+    REPORTING,
+    TUNING,
+    Point,
+    Split,
+    bar_points,
+    load_dataset,
+    make_split,
+    materialise,
+    method_version,
 )
 from geal.evaluate.loop import LoopRun, Round, random_start, traditional_loop
 from geal.evaluate.protocols import (
@@ -44,27 +61,37 @@ from geal.evaluate.task import BackboneBanks, BackboneConfig, Task, build_task, 
 
 __all__ = [
     "CNN_RECIPE",
+    "DATASETS",
     "LINEAR_RECIPE",
     "PROTOCOLS",
+    "REPORTING",
     "ROW_KEYS",
+    "TUNING",
     "BackboneBanks",
     "BackboneConfig",
     "CNNRecipe",
     "LinearRecipe",
     "LoopRun",
+    "Point",
     "Round",
     "SmallCNN",
+    "Split",
     "Strategy",
     "Task",
     "aggregate",
+    "bar_points",
     "build_task",
     "class_coverage",
     "evaluate_selection",
     "head",
     "linear_probe",
+    "load_dataset",
     "load_results",
     "loop_run",
+    "make_split",
     "markdown_tables",
+    "materialise",
+    "method_version",
     "plot_curves",
     "random_start",
     "resolve_strategy",
