@@ -281,7 +281,8 @@ def materialise(data: Labelled, split: Split, root: str | Path) -> tuple[Path, P
 
 def method_version(**params: Any) -> dict[str, Any]:
     """What a row's selection was made with: the package version, the source's commit when
-    it runs from a git checkout, and the default sampler's hyperparameters."""
+    it runs from a git checkout (``+modified`` when the package's files differ from it),
+    and the default sampler's hyperparameters."""
     import subprocess
 
     import geal
@@ -300,6 +301,15 @@ def method_version(**params: Any) -> dict[str, Any]:
             ).stdout.strip()
             or None
         )
+        changed = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--", str(here.parent)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        if commit and changed:
+            commit += "+modified"  # the package's source differs from that commit
     except OSError:
         pass
     return {
