@@ -102,6 +102,7 @@ from geal.errors import SelectionError
 from geal.internal.validation import check_choice, check_scalar
 from geal.kmeans.spherical import (
     BLOCK,
+    NEAR,
     candidate_lists,
     candidate_lloyd,
     candidate_runner_up,
@@ -426,12 +427,12 @@ def _memory(shape: BankShape, budget: int, params: StrataParams, run: RunSetting
     return (
         max(
             rows_bytes(shape),  # reading the rows; then they are rounded to the grid in place
-            4 * shape.n * shape.dim + 128 * shape.n,  # the rows and the per-row state: cells,
-            # similarities, the best cut's cells, the split stack, scores, orders
+            4 * shape.n * shape.dim + 136 * shape.n,  # the rows and the per-row state: cells,
+            # similarities, bounds, the best cut's cells, the split stack, scores, orders
         )
         + 2 * 4 * BLOCK  # similarity blocks
-        + 24 * k * shape.dim  # centres, their sums and the best cut's centres
-        + 2 * 8 * k * c  # candidate lists
+        + 32 * k * shape.dim  # centres, their sums and drifts, the best cut's centres
+        + 2 * 8 * k * c * (1 + NEAR)  # candidate lists and each centre's nearest
     )
 
 
