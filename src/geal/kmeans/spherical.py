@@ -8,9 +8,12 @@
 - :func:`candidate_lloyd` is :func:`grid_lloyd` for many centres: a row may only move to
   the ``c`` centres nearest its own (k^2-means: Agustsson, Timofte and Van Gool, "k^2-means
   for fast and accurate large scale clustering", ECML-PKDD 2017), so a step costs
-  O(N c D) instead of O(N k D), and a row is only visited again when its cell's
-  candidates moved or it changed cell. With ``c >= k`` every centre is a candidate and
-  it is :func:`grid_lloyd` exactly.
+  O(N c D) instead of O(N k D). Bounds on how far the centres drifted skip what cannot
+  change: a row whose bound on its other candidates stays below its own centre's
+  similarity is not compared with them (Hamerly), and the candidate lists are kept
+  among each centre's ``NEAR * c`` nearest while a bound on the rest allows
+  (:class:`_Lists`). With ``c >= k`` every centre is a candidate and it is
+  :func:`grid_lloyd` exactly.
 - :func:`coarse_spherical_kmeans` places the groups of the pruned coverage engine; their
   quality only changes its speed, never a ranking, so it is a few fast torch steps.
 """

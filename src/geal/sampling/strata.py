@@ -36,9 +36,11 @@ Construction (spherical, on the unit-length global features of the bank):
    centre, O(N * b * D), in blocks of at most ``chunk`` images and 4M similarities: no
    pool x pool matrix. Past it, an image may only move to the ``candidates`` centres
    nearest its cell's centre (k^2-means: Agustsson, Timofte and Van Gool, 2017), so a
-   step costs O(N * candidates * D) plus the centres' own neighbour lists, O(b^2 * D)
-   while most centres move and far less once few do; an image is compared again only
-   when its cell's candidates moved or it changed cell. The cells' centres move a
+   step costs O(N * candidates * D), and bounds skip what cannot change: the centres'
+   lists are searched among their 4 x ``candidates`` nearest while a bound on the rest
+   allows, and an image is compared with its candidates again only when they changed,
+   it changed cell, or a bound on their similarities reaches its own centre's
+   (:func:`~geal.kmeans.spherical.candidate_lloyd`). The cells' centres move a
    little per step, so an image's best centre is almost always among its cell's
    nearest; the fit and the accuracy this gives up are measured in
    ``docs/samplers.md``. A node's 2-means reads its images in place, so the root's
