@@ -108,6 +108,17 @@ def test_same_selection_whatever_the_chunk(options: dict[str, int]) -> None:
         np.testing.assert_array_equal(runs[0], other)
 
 
+def test_a_pool_of_one_cut_from_images_makes_one_cut() -> None:
+    x = clusters([70, 40, 30, 20], dim=40, spread=0.3, seed=5)
+    bank = bank_of(x)
+    one = select(bank, 17, "strata", seed=9, n_init=1)
+    big = select(bank, 17, "strata", seed=9, one_cut_from=len(x))
+    small = select(bank, 17, "strata", seed=9, one_cut_from=len(x) + 1)
+    np.testing.assert_array_equal(one.order, big.order)
+    assert big.params["n_init"] == 1 and big.params["n_init_option"] == 3
+    assert small.params["n_init"] == 3
+
+
 def test_grid_products_are_exact_in_float32() -> None:
     rng = np.random.default_rng(6)
     g = to_grid(rng.normal(size=(50, 384)))
@@ -122,6 +133,7 @@ def test_bad_options_are_refused() -> None:
         {"refine": -1},
         {"split_iter": 0},
         {"n_init": 0},
+        {"one_cut_from": 0},
         {"pick": "middle"},
         {"centre_below": -1},
         {"candidates": 1},
