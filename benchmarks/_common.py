@@ -101,6 +101,15 @@ def measured_select(
     Returns the ranking, the seconds (open + select) and the peak RSS in MiB above the
     RSS just before the bank was opened.
     """
+    r, sec, _, peak = measured_select_cpu(bank, budget, strategy, prune=prune, device=device)
+    return r, sec, peak
+
+
+def measured_select_cpu(
+    bank: str, budget: int, strategy: str, *, prune: str, device: str = "cpu"
+) -> tuple[Any, float, float, float]:
+    """:func:`measured_select`, with the CPU seconds (all threads) of the selection too:
+    (ranking, seconds, CPU seconds, peak MiB)."""
     from geal.bank import PatternBank
     from geal.sampling import RunSettings, select
 
@@ -108,9 +117,10 @@ def measured_select(
     base = rss_mb()
     reset_peak_rss()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     run = RunSettings(device=device, prune=prune, progress=False)
     r = select(PatternBank.open(bank), budget, strategy, seed=0, run=run)
-    return r, time.perf_counter() - t0, peak_rss_mb() - base
+    return r, time.perf_counter() - t0, time.process_time() - c0, peak_rss_mb() - base
 
 
 def rss_mb() -> float:

@@ -13,12 +13,22 @@ whose distance cannot change (same ranking, checked on the first picks).
 A plain run whose full budget would take too long is timed on its first
 ``--plain-picks`` picks and extrapolated (its cost per pick is constant): the JSON says
 which figures are extrapolated.
+
+Samplers other than ``prob`` and ``fds`` (``--strategies all`` names every registered one;
+``--once``: those two as well) run once each with their defaults: seconds, CPU seconds and peak memory, beside the
+sampler's own up-front memory estimate. A run is given ``--memory-limit`` bytes (as
+``GEAL_MEMORY_LIMIT``), so a sampler whose estimate exceeds it refuses up front with one
+line, which the JSON records; a run that has used ``--timeout`` CPU seconds (all
+threads) is stopped and recorded as such.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clustered_patterns, machine, measured_select, write_synthetic_bank
+from _common import clustered_patterns, machine, measured_select_cpu, write_synthetic_bank
 
 K, DIM = 5, 384
 
@@ -39,16 +49,79 @@ def write_bank(root: Path, n: int) -> int:
     )
 
 
+PRUNED = ("prob", "fds")  # samplers with a plain and a pruned mode
+
+
 def child(bank: str, strategy: str, budget: int, mode: str) -> None:
-    prune = "on" if mode == "pruned" else "off"
-    r, sec, peak = measured_select(bank, budget, strategy, prune=prune)
-    print(json.dumps({"seconds": sec, "peak_mb": peak, "order": r.order[:50].tolist()}))
+    from geal.errors import SelectionError
+
+    prune = {"pruned": "on", "plain": "off"}.get(mode, "auto")
+    try:
+        r, sec, cpu, peak = measured_select_cpu(bank, budget, strategy, prune=prune)
+    except SelectionError as e:  # a refusal up front: one line
+        print(json.dumps({"refused": str(e)}))
+        return
+    out = {"seconds": sec, "cpu_seconds": cpu, "peak_mb": peak}
+    print(json.dumps({**out, "order": r.order[:50].tolist()}))
 
 
-def run_child(bank: Path, strategy: str, budget: int, mode: str) -> dict:
+def run_child(
+    bank: Path,
+    strategy: str,
+    budget: int,
+    mode: str,
+    timeout: float | None = None,
+    memory_limit: float | None = None,
+) -> dict:
     cmd = [sys.executable, __file__, "--child", str(bank), strategy, str(budget), mode]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    if memory_limit is not None:
+        env["GEAL_MEMORY_LIMIT"] = str(int(memory_limit))
+
+    def cpu_limit() -> None:  # CPU seconds, not wall: a shared machine stretches the wall
+        if timeout is not None:
+            resource.setrlimit(resource.RLIMIT_CPU, (int(timeout), int(timeout)))
+
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, preexec_fn=cpu_limit)
+    if timeout is not None and res.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return {"timed_out": timeout}
+    res.check_returncode()
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def estimate(bank: Path, strategy: str, budget: int) -> int:
+    """The sampler's own up-front estimate of the bytes it needs beyond the bank."""
+    import geal.sampling  # noqa: F401 - registers every sampler
+    from geal.bank import PatternBank
+    from geal.sampling.base import SAMPLERS, BankShape
+
+    b = PatternBank.open(bank)
+    shape = BankShape(n=b.n, patterns=int(b.counts.sum()), dim=b.dim, labeled=0)
+    return SAMPLERS.get(strategy).memory_bytes(shape, budget)
+
+
+def once(
+    bank: Path, n: int, size: int, made: float, strategy: str, budget: int, a: argparse.Namespace
+) -> dict:
+    """One run of ``strategy`` with its defaults (``auto`` pruning), under the limits."""
+    need = estimate(bank, strategy, budget)
+    out = run_child(bank, strategy, budget, "auto", a.timeout, a.memory_limit)
+    row = {
+        "images": n, "patterns": n * K, "bank_mb": round(size / 2**20, 1), "strategy": strategy,
+        "budget": budget, "estimate_mb": round(need / 2**20, 1),
+        "memory_limit_mb": round(a.memory_limit / 2**20), "bank_write_seconds": round(made, 1),
+    }  # fmt: skip
+    if "refused" in out:
+        row["refused"] = out["refused"]
+    elif "timed_out" in out:
+        row["stopped_at_cpu_seconds"] = out["timed_out"]
+    else:
+        row.update({
+            "seconds": round(out["seconds"], 1), "cpu_seconds": round(out["cpu_seconds"], 1),
+            "peak_mb": round(out["peak_mb"], 1),
+            "peak_over_bank": round(out["peak_mb"] / (size / 2**20), 2),
+        })  # fmt: skip
+    return row
 
 
 def trace(bank: Path, budget: int, every: int) -> None:
@@ -84,7 +157,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--budget", type=int, default=10000)
-    ap.add_argument("--strategies", default="prob,fds")
+    ap.add_argument(
+        "--strategies", default="prob,fds", help="comma-separated, or 'all' (every sampler)"
+    )
+    ap.add_argument(
+        "--memory-limit",
+        type=float,
+        default=8e9,
+        help="bytes a sampler other than prob/fds may take (GEAL_MEMORY_LIMIT)",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="CPU seconds (all threads) before a run is stopped",
+    )
+    ap.add_argument(
+        "--once",
+        action="store_true",
+        help="prob and fds too: one run with their defaults, not plain against pruned",
+    )
     ap.add_argument(
         "--plain-picks", type=int, default=300, help="picks timed for an extrapolated plain run"
     )
@@ -106,6 +198,9 @@ def main() -> None:
     )
     ap.add_argument("--dir", default=None, help="where to write the banks (default: a temp dir)")
     ap.add_argument(
+        "--banks", default=None, help="keep the banks at DIR/bank-N and reuse those there"
+    )
+    ap.add_argument(
         "--trace",
         type=int,
         default=0,
@@ -119,19 +214,33 @@ def main() -> None:
     if a.child:
         child(a.child[0], a.child[1], int(a.child[2]), a.child[3])
         return
+    if a.strategies == "all":
+        import geal.sampling  # noqa: F401 - registers every sampler
+        from geal.sampling.base import SAMPLERS
+
+        names = sorted(SAMPLERS.names())
+    else:
+        names = a.strategies.split(",")
     rows = []
     with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
         for n in [int(s) for s in a.sizes.split(",")]:
-            bank = Path(tmp) / f"bank-{n}"
+            bank = Path(a.banks or tmp) / f"bank-{n}"
             t0 = time.perf_counter()
-            size = write_bank(bank, n)
+            if a.banks and (bank / "bank.json").exists():  # reuse a kept bank
+                size = sum(p.stat().st_size for p in bank.glob("shard-*.safetensors"))
+            else:
+                size = write_bank(bank, n)
             made = time.perf_counter() - t0
             budget = min(a.budget, n)
             if a.trace:
                 print(json.dumps({"images": n, "budget": budget}), flush=True)
                 trace(bank, budget, a.trace)
                 continue
-            for strategy in a.strategies.split(","):
+            for strategy in names:
+                if a.once or strategy not in PRUNED:
+                    rows.append(once(bank, n, size, made, strategy, budget, a))
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                    continue
                 pruned_full = n < a.full_pruned_below
                 p_picks = budget if pruned_full else min(a.pruned_picks, budget)
                 pruned = run_child(bank, strategy, p_picks, "pruned")
@@ -159,8 +268,9 @@ def main() -> None:
                     "same_first_picks": same, "bank_write_seconds": round(made, 1),
                 })  # fmt: skip
                 print(json.dumps(rows[-1]), file=sys.stderr)
-            for p in bank.glob("*"):
-                p.unlink()
+            if not a.banks:
+                for p in bank.glob("*"):
+                    p.unlink()
     if a.trace:
         return
     print(json.dumps({"benchmark": "scale", "patterns_per_image": K, "dim": DIM, "dtype": "float16",

@@ -108,6 +108,17 @@ def test_same_selection_whatever_the_chunk(options: dict[str, int]) -> None:
         np.testing.assert_array_equal(runs[0], other)
 
 
+def test_a_pool_of_one_cut_from_images_makes_one_cut() -> None:
+    x = clusters([70, 40, 30, 20], dim=40, spread=0.3, seed=5)
+    bank = bank_of(x)
+    one = select(bank, 17, "strata", seed=9, n_init=1)
+    big = select(bank, 17, "strata", seed=9, one_cut_from=len(x))
+    small = select(bank, 17, "strata", seed=9, one_cut_from=len(x) + 1)
+    np.testing.assert_array_equal(one.order, big.order)
+    assert big.params["n_init"] == 1 and big.params["n_init_option"] == 3
+    assert small.params["n_init"] == 3
+
+
 def test_grid_products_are_exact_in_float32() -> None:
     rng = np.random.default_rng(6)
     g = to_grid(rng.normal(size=(50, 384)))
@@ -122,6 +133,7 @@ def test_bad_options_are_refused() -> None:
         {"refine": -1},
         {"split_iter": 0},
         {"n_init": 0},
+        {"one_cut_from": 0},
         {"pick": "middle"},
         {"centre_below": -1},
         {"candidates": 1},
@@ -232,6 +244,58 @@ def test_candidate_lloyd_does_not_depend_on_the_chunk() -> None:
     for other in runs[1:]:
         for w, g in zip(runs[0], other, strict=True):
             np.testing.assert_array_equal(w, g)
+
+
+def naive_candidate_lloyd(
+    x: np.ndarray, centres: np.ndarray, labels: np.ndarray, fixed: int, steps: int, c: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """candidate_lloyd as defined: every step finds every centre's candidates among all
+    centres and compares every row with all its cell's candidates."""
+    centres = centres.copy()
+    labels = labels.copy()
+    k = len(centres)
+    step = 0
+    sim = np.zeros(len(x), np.float32)
+
+    def assign() -> np.ndarray:
+        cand = candidate_lists(centres, c)[0]
+        new = labels.copy()
+        for p in range(len(x)):
+            opts = np.arange(k) if labels[p] < 0 else cand[labels[p]]
+            s = x[p] @ centres[opts].T
+            j = int(np.flatnonzero(s == s.max())[0])  # candidates ascending: lowest index
+            new[p], sim[p] = opts[j], s[j]
+        return new
+
+    for step in range(1, steps + 1):  # noqa: B007 - returned
+        new = assign()
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        sums = np.zeros(centres.shape, np.float64)
+        np.add.at(sums, labels, x.astype(np.float64))
+        moved = to_grid(sums[fixed:])
+        keep = ~np.any(sums[fixed:] != 0, axis=1)
+        moved[keep] = centres[fixed:][keep]
+        centres[fixed:] = moved
+    else:
+        labels = assign()
+    return labels, sim, centres, step
+
+
+@pytest.mark.parametrize(("k", "c", "dup"), [(60, 3, False), (90, 6, True), (150, 2, False)])
+def test_candidate_lloyd_skips_work_without_changing_the_answer(k: int, c: int, dup: bool) -> None:
+    # few candidates for many centres: the kept lists (a centre's 4c nearest and a bound
+    # on the rest) and the rows' bounds must give the step-by-step definition's answer
+    x = to_grid(unit(clusters([300, 250, 200, 150, 100], dim=12, spread=0.6, seed=16)))
+    if dup:
+        x[:200] = x[0]  # exact ties
+    centres, labels = start(x, k, 3)
+    want = naive_candidate_lloyd(x, centres, labels, 2, 40, c)
+    got = candidate_lloyd(x, centres, labels, 2, 40, 4096, c)
+    assert want[3] > 3  # several steps ran
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(w, g)
 
 
 def test_few_candidates_give_a_valid_selection_and_nearly_the_same_fit() -> None:

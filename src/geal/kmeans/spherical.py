@@ -8,9 +8,12 @@
 - :func:`candidate_lloyd` is :func:`grid_lloyd` for many centres: a row may only move to
   the ``c`` centres nearest its own (k^2-means: Agustsson, Timofte and Van Gool, "k^2-means
   for fast and accurate large scale clustering", ECML-PKDD 2017), so a step costs
-  O(N c D) instead of O(N k D), and a row is only visited again when its cell's
-  candidates moved or it changed cell. With ``c >= k`` every centre is a candidate and
-  it is :func:`grid_lloyd` exactly.
+  O(N c D) instead of O(N k D). Bounds on how far the centres drifted skip what cannot
+  change: a row whose bound on its other candidates stays below its own centre's
+  similarity is not compared with them (Hamerly), and the candidate lists are kept
+  among each centre's ``NEAR * c`` nearest while a bound on the rest allows
+  (:class:`_Lists`). With ``c >= k`` every centre is a candidate and it is
+  :func:`grid_lloyd` exactly.
 - :func:`coarse_spherical_kmeans` places the groups of the pruned coverage engine; their
   quality only changes its speed, never a ranking, so it is a few fast torch steps.
 """
@@ -77,20 +80,35 @@ def _assign(
     starts: np.ndarray,  # int64 [k + 1] cell a's rows: order[starts[a]:starts[a + 1]]
     cand: np.ndarray,  # int64 [k, c] candidates of each cell (its own centre among them)
     centres: np.ndarray,  # float32 [k, D]
-    dirty: np.ndarray,  # bool [k] cells whose candidates changed or moved
-    redo: np.ndarray,  # bool [N] rows to visit even in a clean cell
-    labels: np.ndarray,  # int64 [N] out: most similar candidate (lowest index on ties)
-    sim: np.ndarray,  # float32 [N] out: its similarity
+    changed: np.ndarray,  # bool [k] cells whose candidates changed
+    shifted: np.ndarray,  # bool [k] centres that moved
+    grow: np.ndarray,  # float64 [k] most the similarity to a cell's other candidates grew
+    redo: np.ndarray,  # bool [N] rows to compare with every candidate
+    labels: np.ndarray,  # int64 [N] in: own cell; out: most similar candidate (lowest index)
+    sim: np.ndarray,  # float32 [N] in/out: similarity to the own centre
+    up: np.ndarray,  # float64 [N] in/out: bound on the similarity to the other candidates
 ) -> None:
-    """Most similar candidate of every row of a dirty cell and of every ``redo`` row;
-    other rows are left as they are (their candidates did not change)."""
+    """Most similar candidate of every row (lowest index on ties). A row of a cell whose
+    candidates did not change and not in ``redo`` is only compared with its own centre
+    when its bound on the others (grown by ``grow``) says none of them can beat it
+    (Hamerly's bound): the answer is then its own cell, as a full comparison would say."""
     c, dim = cand.shape[1], x.shape[1]
     for a in prange(starts.shape[0] - 1):
         for i in range(starts[a], starts[a + 1]):
             p = order[i]
-            if not dirty[a] and not redo[p]:
-                continue
+            if not changed[a] and not redo[p]:
+                if grow[a] == 0 and not shifted[a]:
+                    continue
+                up[p] += grow[a]
+                if shifted[a]:
+                    s = np.float32(0.0)
+                    for t in range(dim):
+                        s += x[p, t] * centres[a, t]
+                    sim[p] = s
+                if sim[p] > up[p]:
+                    continue
             best = LOW
+            second = LOW
             arg = -1
             for m in range(c):
                 j = cand[a, m]
@@ -98,10 +116,14 @@ def _assign(
                 for t in range(dim):
                     s += x[p, t] * centres[j, t]
                 if s > best or (s == best and j < arg):
+                    second = best
                     best = s
                     arg = j
+                elif s > second:
+                    second = s
             labels[p] = arg
             sim[p] = best
+            up[p] = second
 
 
 def _runner_up(
@@ -141,28 +163,88 @@ def _top(
     r, k = s.shape
     c = out.shape[1]
     for i in prange(r):
-        # the best c seen so far; the worst of them is the one a newcomer must beat (a
-        # later index never wins a tie, so strictly), found again after each entry
+        v = s[i].copy()
+        v[own[i]] = np.float32(8.0)  # own: always in
+        kth = np.partition(v, k - c)[k - c]  # the c-th largest: those above are in,
+        m = 0  # then those equal to it, lowest index first
+        for j in range(k):
+            if v[j] > kth:
+                out[i, m] = j
+                m += 1
+        for j in range(k):
+            if m == c:
+                break
+            if v[j] == kth:
+                out[i, m] = j
+                m += 1
+        thr[i] = kth
+        out[i].sort()
+
+
+def _top_from(
+    centres: np.ndarray,  # float32 [k, D]
+    rows: np.ndarray,  # int64 [r] the centres whose candidates are wanted
+    near: np.ndarray,  # int64 [k, B] each centre's nearest (itself among them), ascending
+    out: np.ndarray,  # int64 [r, c] out: as _top, chosen among ``near`` only
+    thr: np.ndarray,  # float32 [r] out: least similarity among the chosen others
+) -> None:
+    """:func:`_top` of the centres ``rows``, searching only their ``near`` lists (the
+    same scan in ascending index order, so the same answer when the c nearest are
+    among them)."""
+    c, dim = out.shape[1], centres.shape[1]
+    nb = near.shape[1]
+    for i in prange(rows.shape[0]):
+        r = rows[i]
+        s = np.empty(nb, np.float32)
+        for m in range(nb):
+            j = near[r, m]
+            if j == r:
+                s[m] = np.float32(8.0)  # own: always in
+            else:
+                a = np.float32(0.0)
+                for t in range(dim):
+                    a += centres[r, t] * centres[j, t]
+                s[m] = a
         val = np.empty(c, np.float32)
         idx = out[i]
         for m in range(c):
-            idx[m] = m
-            val[m] = np.float32(8.0) if m == own[i] else s[i, m]  # own: always in
+            idx[m] = near[r, m]
+            val[m] = s[m]
         worst = 0
         for m in range(1, c):
             if val[m] < val[worst] or (val[m] == val[worst] and idx[m] > idx[worst]):
                 worst = m
-        for j in range(c, k):
-            v = np.float32(8.0) if j == own[i] else s[i, j]
-            if v > val[worst]:
-                val[worst] = v
-                idx[worst] = j
+        for m in range(c, nb):
+            if s[m] > val[worst]:
+                val[worst] = s[m]
+                idx[worst] = near[r, m]
                 worst = 0
-                for m in range(1, c):
-                    if val[m] < val[worst] or (val[m] == val[worst] and idx[m] > idx[worst]):
-                        worst = m
+                for q in range(1, c):
+                    if val[q] < val[worst] or (val[q] == val[worst] and idx[q] > idx[worst]):
+                        worst = q
         thr[i] = val[worst]
         idx.sort()
+
+
+def _came_near(
+    sims: np.ndarray,  # float32 [k, J] similarities of every centre to the centres ``jump``
+    jump: np.ndarray,  # int64 [J]
+    near: np.ndarray,  # int64 [k, B] each centre's nearest, ascending
+    out: np.ndarray,  # float64 [k] out: most similar centre of ``jump`` outside ``near``
+) -> None:
+    """Each centre's greatest similarity to a centre of ``jump`` outside its nearest
+    (-4 if none)."""
+    nb = near.shape[1]
+    for i in prange(sims.shape[0]):
+        best = LOW
+        for m in range(jump.shape[0]):
+            j = jump[m]
+            if j == i or sims[i, m] <= best:
+                continue
+            at = np.searchsorted(near[i], j)
+            if at == nb or near[i, at] != j:
+                best = sims[i, m]
+        out[i] = best
 
 
 @njit(cache=True)
@@ -213,6 +295,8 @@ def _kernels() -> types.SimpleNamespace:
         assign=Twin(_assign, fastmath=True),
         runner_up=Twin(_runner_up, fastmath=True),
         top=Twin(_top),  # exact comparisons only
+        top_from=Twin(_top_from, fastmath=True),
+        came_near=Twin(_came_near),
     )
 
 
@@ -340,30 +424,78 @@ def candidate_lists(
     return out, thr
 
 
-def _update_lists(
-    centres: np.ndarray, cand: np.ndarray, thr: np.ndarray, moved: np.ndarray
-) -> np.ndarray:
-    """Bring the candidates up to date after the centres ``moved`` (in place); returns
-    the centres whose candidates changed. Only the lists that can change are recomputed:
-    a moved centre's, those holding a moved centre, and those a moved centre now comes
-    as close to as their least similar candidate."""
-    redo = moved | moved[cand].any(1)
-    rest = np.flatnonzero(~redo)
-    mv = centres[moved]
-    if mv.shape[0] and rest.size:
-        step = max(1, BLOCK // mv.shape[0])
-        for a in range(0, rest.size, step):
-            r = rest[a : a + step]
-            near = ((centres[r] @ mv.T) >= thr[r, None]).any(1)
-            redo[r[near]] = True
-    rows = np.flatnonzero(redo)
-    changed = np.zeros(cand.shape[0], dtype=bool)
-    if rows.size:
-        new, new_thr = candidate_lists(centres, cand.shape[1], rows)
-        changed[rows] = (new != cand[rows]).any(1)
-        cand[rows] = new
-        thr[rows] = new_thr
-    return changed
+NEAR = 4  # a centre's candidates are searched among its NEAR * c nearest centres
+TAU = 0.01  # centres that moved farther in a step are checked exactly against every list
+SLACK = 1e-6  # added to every bound: far above the float64 rounding of the drifts
+
+
+class _Lists:
+    """Every centre's ``c`` candidates (:func:`candidate_lists`), kept up to date as the
+    centres move without comparing every centre with every other at each step.
+
+    Each centre also keeps its ``B = NEAR * c`` nearest centres as they were when last
+    found among all centres, and ``out``, a bound on its similarity to every centre
+    outside them (the least similarity among them when found). A centre moved by ``d``
+    changes its similarity to any other by at most ``rho * d`` (``rho`` bounds the grid
+    vectors' norms), so after a step ``out`` grows by ``rho`` times the centre's own
+    drift and the largest drift of the centres that moved at most ``TAU``; the centres
+    that moved farther are compared exactly with every centre, and ``out`` rises to
+    their similarity where it is higher. While a centre's ``c``-th candidate is more
+    similar than ``out``, its candidates are the nearest ``c`` among its ``B`` (found
+    there by the same scan as among all); otherwise its ``B`` nearest are found again
+    among all centres. The lists are therefore exactly :func:`candidate_lists`', step
+    after step.
+    """
+
+    def __init__(self, centres: np.ndarray, c: int):
+        k = centres.shape[0]
+        self.c = c
+        self.b = min(k, NEAR * c)
+        self.rho = 1.0 + np.sqrt(centres.shape[1]) * 2.0**-11  # norm bound of grid vectors
+        self.near = np.empty((k, self.b), np.int64)
+        self.out = np.empty(k, np.float64)
+        self.cand = np.empty((k, c), np.int64)
+        self.thr = np.empty(k, np.float32)
+        self.found = 0  # centres whose nearest were found among all (a statistic)
+        self._find(centres, np.arange(k, dtype=np.int64))
+
+    def _find(self, centres: np.ndarray, rows: np.ndarray) -> None:
+        near, far = candidate_lists(centres, self.b, rows)
+        self.near[rows] = near
+        self.out[rows] = far if self.b < centres.shape[0] else LOW  # LOW: all centres held
+        self._choose(centres, rows)
+        self.found += rows.size
+
+    def _choose(self, centres: np.ndarray, rows: np.ndarray) -> None:
+        cand = np.empty((rows.size, self.c), np.int64)
+        thr = np.empty(rows.size, np.float32)
+        _kernels().top_from(rows.size * self.b // 64, centres, rows, self.near, cand, thr)
+        self.cand[rows] = cand
+        self.thr[rows] = thr
+
+    def update(self, centres: np.ndarray, shifted: np.ndarray, drift: np.ndarray) -> np.ndarray:
+        """After the centres ``shifted`` moved by ``drift`` (float64 [k]): bring the lists
+        up to date; returns the centres whose candidates changed."""
+        k = centres.shape[0]
+        old = self.cand.copy()
+        rows = np.flatnonzero(shifted | shifted[self.near].any(1))
+        if rows.size:
+            self._choose(centres, rows)
+        if self.b < k:  # else every centre is held: nothing can come from outside
+            jump = np.flatnonzero(drift > TAU)
+            most = float(drift[drift <= TAU].max(initial=0.0))
+            self.out += self.rho * (drift + most) + SLACK
+            step = max(1, BLOCK // k)
+            came = np.empty(k, dtype=np.float64)
+            for a in range(0, jump.size, step):
+                j = jump[a : a + step]
+                sims = centres @ centres[j].T  # exact on the grid
+                _kernels().came_near(k * j.size // 64, sims, j, self.near, came)
+                np.maximum(self.out, came, out=self.out)
+            stale = np.flatnonzero(~(self.thr > self.out))
+            if stale.size:
+                self._find(centres, stale)
+        return (self.cand != old).any(1)
 
 
 def candidate_lloyd(
@@ -379,11 +511,14 @@ def candidate_lloyd(
     its own (its own among them; k^2-means). Rows of no cell (``labels`` -1) are
     assigned to the nearest of all centres first.
 
-    A step visits only the rows that changed cell in the last step and the rows of cells
-    whose candidates changed or moved: the others would give the same answer. Cell sums
-    are kept up to date by the rows that move. All of it is exact on the grid, so the
-    result does not depend on ``chunk`` or the thread count, and with ``candidates`` at
-    least the number of centres it is :func:`grid_lloyd`'s.
+    Work a step can skip, it skips without changing the answer: a row is compared with
+    all its cell's candidates only when they changed, when it changed cell in the last
+    step, or when its bound on their similarities (the second best it last saw, grown
+    by their drifts since) reaches its own centre's; otherwise it stays. The candidate
+    lists are kept by :class:`_Lists`. Cell sums are kept up to date by the rows that
+    move. All of it is exact on the grid, so the result does not depend on ``chunk`` or
+    the thread count, and with ``candidates`` at least the number of centres it is
+    :func:`grid_lloyd`'s.
 
     Returns:
         (cell of every row, its similarity to that centre, the centres, steps run).
@@ -395,20 +530,22 @@ def candidate_lloyd(
     labels = labels.astype(np.int64)
     sums = np.zeros(centres.shape, dtype=np.float64)
     _move(x, np.flatnonzero(labels >= 0), np.full(n, -1, np.int64), labels, sums)
-    if c < k:
-        cand, thr = candidate_lists(centres, c)
-    else:  # every centre is a candidate of every cell, whatever moves
-        cand, thr = np.tile(np.arange(k, dtype=np.int64), (k, 1)), np.full(k, 8.0, np.float32)
-    dirty = np.ones(k, dtype=bool)
+    lists = _Lists(centres, c) if c < k else None
+    # without lists, every centre is a candidate of every cell, whatever moves
+    cand = lists.cand if lists is not None else np.tile(np.arange(k, dtype=np.int64), (k, 1))
+    rho = 1.0 + np.sqrt(x.shape[1]) * 2.0**-11  # bound on the norms of grid rows
+    changed = np.ones(k, dtype=bool)
+    shifted = np.zeros(k, dtype=bool)
+    grow = np.zeros(k, dtype=np.float64)
     redo = np.ones(n, dtype=bool)
-    sim = np.empty(n, dtype=np.float32)
+    sim = np.zeros(n, dtype=np.float32)
+    up = np.zeros(n, dtype=np.float64)
     assign = _kernels().assign
 
     def visit() -> np.ndarray:
         new = labels.copy()
         order, starts = _group(labels, k)
-        work = int(redo.sum()) if not dirty.any() else n
-        assign(work * c // 64, x, order, starts, cand, centres, dirty, redo, new, sim)
+        assign(n, x, order, starts, cand, centres, changed, shifted, grow, redo, new, sim, up)
         lost = np.flatnonzero(labels < 0)
         for a in range(0, lost.size, chunk):  # rows of no cell: all centres
             r = lost[a : a + chunk]
@@ -428,9 +565,20 @@ def candidate_lloyd(
         moved[keep] = centres[fixed:][keep]
         shifted = np.zeros(k, dtype=bool)
         shifted[fixed:] = (moved != centres[fixed:]).any(1)
+        drift = np.zeros(k, dtype=np.float64)
+        drift[fixed:] = np.linalg.norm(
+            moved.astype(np.float64) - centres[fixed:].astype(np.float64), axis=1
+        )
         centres[fixed:] = moved
-        changed = _update_lists(centres, cand, thr, shifted) if c < k else shifted
-        dirty = changed | shifted[cand].any(1)
+        if lists is not None:
+            changed = lists.update(centres, shifted, drift)
+            cand = lists.cand
+        else:
+            changed = np.zeros(k, dtype=bool)
+        # how much a row's similarity to the other candidates of its cell can have grown
+        other = np.where(cand == np.arange(k)[:, None], 0.0, drift[cand])
+        grow = other.max(1) * rho
+        grow[grow > 0] += SLACK
         redo = np.zeros(n, dtype=bool)
         redo[moved_rows] = True
     else:  # not converged (or no step): the cells of the last centres

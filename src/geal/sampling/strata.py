@@ -36,15 +36,19 @@ Construction (spherical, on the unit-length global features of the bank):
    centre, O(N * b * D), in blocks of at most ``chunk`` images and 4M similarities: no
    pool x pool matrix. Past it, an image may only move to the ``candidates`` centres
    nearest its cell's centre (k^2-means: Agustsson, Timofte and Van Gool, 2017), so a
-   step costs O(N * candidates * D) plus the centres' own neighbour lists, O(b^2 * D)
-   while most centres move and far less once few do; an image is compared again only
-   when its cell's candidates moved or it changed cell. The cells' centres move a
+   step costs O(N * candidates * D), and bounds skip what cannot change: the centres'
+   lists are searched among their 4 x ``candidates`` nearest while a bound on the rest
+   allows, and an image is compared with its candidates again only when they changed,
+   it changed cell, or a bound on their similarities reaches its own centre's
+   (:func:`~geal.kmeans.spherical.candidate_lloyd`). The cells' centres move a
    little per step, so an image's best centre is almost always among its cell's
    nearest; the fit and the accuracy this gives up are measured in
    ``docs/samplers.md``. A node's 2-means reads its images in place, so the root's
    split copies nothing.
 3. Repeat 1-2 ``n_init`` times (the splits' seeding differs) and keep the tightest
-   cells: the largest total similarity of the images to their cells' centres.
+   cells: the largest total similarity of the images to their cells' centres. Pools of
+   ``one_cut_from`` = 200,000 images or more make one cut (the first of the ``n_init``),
+   which costs a third of three.
 4. Pick one unlabeled image in every cell (below); the ranking lists cells by size,
    largest first.
 
@@ -102,6 +106,7 @@ from geal.errors import SelectionError
 from geal.internal.validation import check_choice, check_scalar
 from geal.kmeans.spherical import (
     BLOCK,
+    NEAR,
     candidate_lists,
     candidate_lloyd,
     candidate_runner_up,
@@ -121,6 +126,7 @@ PICKS = ("auto", "centre", "margin", "typical")
 STARTS = ("bisect", "plusplus")
 CENTRE_BELOW = 3.0  # labels per effective dimension up to which picks are central
 MARGIN_WEIGHT = 0.5  # weight of the nearest other centre in a margin pick
+ONE_CUT_FROM = 200_000  # pools of this many images make one cut
 CANDIDATES = 64  # centres a Lloyd step may move an image to (all of them up to 64 cells)
 WHY_NOT_NESTED = (
     "the pool is cut into as many equal-mass cells as the budget, so a larger budget "
@@ -360,8 +366,9 @@ def tightest_cells(
     labeled images first as their own cells; centres; Lloyd steps run)."""
     rng = np.random.default_rng([int(seed), 0x535452415441])
     best: tuple[float, np.ndarray, np.ndarray, int] | None = None
-    for _ in range(n_init):
+    for i in range(n_init):
         run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk, candidates, start)
+        log.info("strata: cut %d: fit %.6f, %d refinement steps", i, run[0] / x.shape[0], run[3])
         if best is None or run[0] > best[0]:
             best = run
     assert best is not None
@@ -385,6 +392,10 @@ class StrataParams(SamplerParams):
             image only joins the cell of the nearest bisection centre).
         split_iter: Lloyd steps of each 2-means split (>= 1).
         n_init: cuts made (each with its own draws), the tightest kept (>= 1).
+        one_cut_from: pools of at least this many images make one cut, whatever
+            ``n_init`` says (>= 1): cells of many images each vary little from cut to
+            cut, and each cut costs a bisection and a refinement over the whole pool
+            (``docs/samplers.md``).
         candidates: centres a Lloyd step may move an image to, those nearest its
             cell's centre, its own among them (>= 2). With at most this many cells
             (budget plus labeled images) every centre is a candidate, the exact Lloyd
@@ -402,6 +413,7 @@ class StrataParams(SamplerParams):
     refine: int = 100
     split_iter: int = 20
     n_init: int = 3
+    one_cut_from: int = ONE_CUT_FROM
     candidates: int = CANDIDATES
     knn: int = 20
     start: str = "bisect"
@@ -415,6 +427,7 @@ class StrataParams(SamplerParams):
         check_scalar(self.refine, "refine", int, min_val=0, error=SelectionError)
         check_scalar(self.split_iter, "split_iter", int, min_val=1, error=SelectionError)
         check_scalar(self.n_init, "n_init", int, min_val=1, error=SelectionError)
+        check_scalar(self.one_cut_from, "one_cut_from", int, min_val=1, error=SelectionError)
         check_scalar(self.candidates, "candidates", int, min_val=2, error=SelectionError)
         check_scalar(self.knn, "knn", int, min_val=1, error=SelectionError)
         check_choice(self.start, "strata: start", STARTS, error=SelectionError)
@@ -426,12 +439,12 @@ def _memory(shape: BankShape, budget: int, params: StrataParams, run: RunSetting
     return (
         max(
             rows_bytes(shape),  # reading the rows; then they are rounded to the grid in place
-            4 * shape.n * shape.dim + 128 * shape.n,  # the rows and the per-row state: cells,
-            # similarities, the best cut's cells, the split stack, scores, orders
+            4 * shape.n * shape.dim + 136 * shape.n,  # the rows and the per-row state: cells,
+            # similarities, bounds, the best cut's cells, the split stack, scores, orders
         )
         + 2 * 4 * BLOCK  # similarity blocks
-        + 24 * k * shape.dim  # centres, their sums and the best cut's centres
-        + 2 * 8 * k * c  # candidate lists
+        + 32 * k * shape.dim  # centres, their sums and drifts, the best cut's centres
+        + 2 * 8 * k * c * (1 + NEAR)  # candidate lists and each centre's nearest
     )
 
 
@@ -457,6 +470,8 @@ def strata(
         log.info("strata: selects on the CPU; --device speeds up prob, fds and kcenter")
     chunk = run.chunk
     refine, split_iter, n_init = params.refine, params.split_iter, params.n_init
+    if pool.n >= params.one_cut_from:
+        n_init = 1
     pick_rule = params.pick
     centre_below, weight = params.centre_below, params.margin_weight
     x = pool.x  # the pool's own unit rows, rounded to the grid in place: no second copy
@@ -550,6 +565,7 @@ def strata(
         "refine": refine,
         "split_iter": split_iter,
         "n_init": n_init,
+        "n_init_option": params.n_init,
         "candidates": params.candidates,
         **({"knn": params.knn} if pick_rule == "typical" else {}),
     }
