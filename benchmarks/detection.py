@@ -99,6 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--curve-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    ap.add_argument(
+        "--diagnose-backbones",
+        nargs="*",
+        default=["focus_vits14"],
+        help="selection backbones that only get the diagnostics (K=5 bank, no trainings)",
+    )
     ap.add_argument("--no-diagnostics", action="store_true")
     ap.add_argument("--max-steps", type=int, default=None, help="cap the recipe (smoke tests)")
     ap.add_argument("--resume", action="store_true", help="keep the saved rows of OUT")
@@ -163,13 +169,17 @@ def feature_sets(
     return train, test
 
 
-def banks(root: Path, train_json: Path, model: str) -> dict[str, Any]:
+def banks(
+    root: Path, train_json: Path, model: str, keys: tuple[str, ...] = ("k5", "k1")
+) -> dict[str, Any]:
     from geal.extract import extract
 
     size = SELECTION_SIZE.get(model, 160)
     out = {}
     pool = open_pool(train_json)
     for key, k in (("k5", 5), ("k1", 1)):
+        if key not in keys:
+            continue
         out[key], summary = extract(
             pool,
             root / f"bank-{model}-{size}-{key}",
@@ -234,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     path = out / "detection.json"
     if args.resume and path.exists():
         saved = json.loads(path.read_text())
-        if saved.get("config") == config:
+        if saved.get("config") == json.loads(json.dumps(config)):  # tuples saved as lists
             for k in ("rows", "diagnostics", "pools", "timings"):
                 result[k] = saved.get(k, result[k])
             result["earlier_commands"] = [*saved.get("earlier_commands", []), saved["command"]]
@@ -325,9 +335,12 @@ def main(argv: list[str] | None = None) -> None:
 
             if role == "tuning":
                 continue
-            for model in args.backbones:
+            only = [b for b in args.diagnose_backbones if b not in args.backbones]
+            for model in [*only, *args.backbones]:  # the cheap diagnostics first
                 t = time.perf_counter()
-                bank = banks(work / tag, train_json, model)
+                bank = banks(
+                    work / tag, train_json, model, ("k5",) if model in only else ("k5", "k1")
+                )
                 timed(f"{tag} {model} banks s", time.perf_counter() - t)
                 if not args.no_diagnostics and f"{tag} {model}" not in result["diagnostics"]:
                     t = time.perf_counter()
@@ -337,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
                     )
                     timed(f"{tag} {model} diagnostics s", time.perf_counter() - t)
                     save()
+                if model in only:
+                    continue
                 for seed in args.seeds:
                     for budget in args.budgets:
                         for name in args.strategies:
@@ -429,7 +444,8 @@ def write_outputs(result: dict[str, Any], out: Path, *, print_bar: bool) -> None
             print(
                 f"bar {c['group']} budget {c['budget']}: {default} {c['default']:.3f} "
                 f"(n={c['seeds']}), best peer {c['best_peer']} {c['best_peer_mean']:.3f} "
-                f"± {c['best_peer_std']:.3f}, random {c['random']:.3f} -> "
+                f"± {c['best_peer_std']:.3f}, random "
+                f"{'-' if c['random'] is None else format(c['random'], '.3f')} -> "
                 f"{'PASS' if ok else 'FAIL'}"
             )
         if checks:
@@ -485,6 +501,9 @@ def _plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
                 label=f"{role} {variant} {'mAP@0.5' if measure == 'map50' else 'mAP'}",
             )
     ax.set_xscale("log")
+    xs_all = sorted({x for role, variant in pairs for x in curve_points(result, role, variant)})
+    ax.minorticks_off()
+    ax.set_xticks(xs_all, [str(x) for x in xs_all], fontsize=7)
     ax.set_title("learning curve, random subsets", fontsize=10)
     ax.set_xlabel("training images")
     ax.grid(alpha=0.3)
@@ -493,20 +512,27 @@ def _plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
         strat = summary[g]
         ax1, ax2 = axes[0][1 + 2 * k], axes[0][2 + 2 * k]
         rand = strat.get("random", {})
-        for name, per in strat.items():
+        colours = plt.get_cmap("tab20")
+        for j, (name, per) in enumerate(strat.items()):
             bs = list(per)
-            lw = 2.5 if name == result.get("default_strategy") else 1.2
+            style: dict[str, Any] = {"lw": 1.2, "color": colours(j % 20), "marker": "o"}
+            if name == result.get("default_strategy"):
+                style.update(lw=2.8, color="crimson")
+            elif name == "random":
+                style.update(color="black", ls="--", marker="s")
             ax1.errorbar(
                 bs, [per[b]["mean"] for b in bs], yerr=[per[b]["std"] for b in bs],
-                marker="o", capsize=2, lw=lw, label=name,
+                capsize=2, label=name, **style,
             )  # fmt: skip
             common = [b for b in bs if b in rand]
             ax2.plot(
-                common, [per[b]["mean"] - rand[b]["mean"] for b in common], marker="o", lw=lw,
-                label=name,
-            )  # fmt: skip
+                common, [per[b]["mean"] - rand[b]["mean"] for b in common], label=name, **style
+            )
+        budgets = sorted({b for per in strat.values() for b in per})
         for a, title in ((ax1, "mAP@0.5"), (ax2, "mAP@0.5 minus random")):
             a.set_xscale("log")
+            a.minorticks_off()
+            a.set_xticks(budgets, [str(b) for b in budgets])
             a.set_title(f"{g}: {title}", fontsize=9)
             a.set_xlabel("budget (images)")
             a.grid(alpha=0.3)
