@@ -3,7 +3,9 @@
 PYTHONPATH=src nice -n 10 python benchmarks/detection_diagnostics.py \
     --out benchmarks/results/detection_diagnostics.json
 
-Run after benchmarks/detection.py (it reads that run's pool and K=5 bank from --work).
+Run after an older benchmarks/detection.py layout (it reads the pool and K=5 bank from
+--work); benchmarks/detection.py calls :func:`diagnose` itself for every pool and
+backbone it runs.
 Three checks of whether the frozen backbone's features follow the objects or the
 backgrounds of the composites: (1) does the spread of an image's K=5 knowledge clusters
 grow with its object count; (2) does an image's nearest neighbour in global-feature
@@ -45,18 +47,16 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--work", default="/tmp/geal-detection-benchmark")
-    ap.add_argument("--model", default="efficientnet_lite0")
-    ap.add_argument("--image-size", type=int, default=160)
-    ap.add_argument("--saliency-images", type=int, default=128)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
-    work = Path(args.work)
-    ann = work / "pool" / "annotations" / "instances_train.json"
-    pool = open_pool(ann)
-    doc = json.loads(ann.read_text())
+def diagnose(
+    pool_json: str | Path,
+    bank_dir: str | Path,
+    model: str,
+    image_size: int,
+    saliency_images: int = 128,
+) -> dict:
+    """The three checks of the module doc for one pool and one backbone's K=5 bank."""
+    pool = open_pool(pool_json)
+    doc = json.loads(Path(pool_json).read_text())
     inst = load_instances(pool)
     n = len(pool)
     counts = np.bincount(inst.image, minlength=n)
@@ -67,7 +67,7 @@ def main() -> None:
             for i in range(n)
         ]
     )
-    bank = PatternBank.open(work / f"bank-{args.model}-{args.image_size}-k5")
+    bank = PatternBank.open(bank_dir)
 
     # (1) spread of each image's knowledge clusters vs its object count
     spread = np.zeros(n)
@@ -89,8 +89,8 @@ def main() -> None:
         return float(f @ f)
 
     # (3) saliency and kept tokens inside object boxes
-    backbone = create_backbone(args.model, None, "cpu", image_size=args.image_size)
-    idx = list(range(min(args.saliency_images, n)))
+    backbone = create_backbone(model, None, "cpu", image_size=image_size)
+    idx = list(range(min(saliency_images, n)))
     with torch.no_grad():
         out = backbone(torch.stack([backbone.preprocess(pool.load(i)) for i in idx]))
     sal = out.saliency.float()
@@ -113,8 +113,10 @@ def main() -> None:
         cells.append(grid.mean())
         mass.append(float(sal[k].numpy()[grid].sum()))
         kept.append(float(grid[keep[k].numpy().astype(bool)].mean()))
-    result = {
+    return {
         "pool_images": n,
+        "model": model,
+        "image_size": image_size,
         "objects_vs_cluster_spread_spearman": {"rho": float(rho.statistic), "p": float(rho.pvalue)},
         "global_nearest_neighbour": {
             "same_background": float((background[nn] == background).mean()),
@@ -131,6 +133,24 @@ def main() -> None:
             "kept_tokens_per_image": float(keep.sum(1).float().mean()),
         },
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--work", default="/tmp/geal-detection-benchmark")
+    ap.add_argument("--model", default="efficientnet_lite0")
+    ap.add_argument("--image-size", type=int, default=160)
+    ap.add_argument("--saliency-images", type=int, default=128)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    work = Path(args.work)
+    result = diagnose(
+        work / "pool" / "annotations" / "instances_train.json",
+        work / f"bank-{args.model}-{args.image_size}-k5",
+        args.model,
+        args.image_size,
+        args.saliency_images,
+    )
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

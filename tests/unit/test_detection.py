@@ -192,3 +192,25 @@ def test_detector_smoke_run_gives_a_map_in_range_and_is_seeded(tmp_path: Path) -
     result = evaluate_map(first, load_detection_set(pool, [8, 9], size=32))
     assert 0.0 <= result["map50"] <= 1.0
     assert set(result["per_class"]) <= set(FASHION_MNIST_CLASSES)
+
+
+def test_jittered_backgrounds_vary_the_crops_and_keep_the_pool_reproducible(
+    tmp_path: Path,
+) -> None:
+    yy, xx = np.mgrid[:200, :200]
+    ramp = np.stack([xx, yy, (xx + yy) // 2], axis=2).astype(np.uint8)
+    plain = build(tmp_path / "a", n=4, backgrounds=[ramp])
+    jitter = build(tmp_path / "b", n=4, backgrounds=[ramp], jitter_backgrounds=True)
+    again = build(tmp_path / "c", n=4, backgrounds=[ramp], jitter_backgrounds=True)
+    assert json.loads(jitter.read_text())["info"]["jitter_backgrounds"] is True
+    assert json.loads(plain.read_text())["info"]["jitter_backgrounds"] is False
+    name = "000002.png"
+    assert (jitter.parents[1] / "train" / name).read_bytes() == (
+        again.parents[1] / "train" / name
+    ).read_bytes()
+    a = np.asarray(Image.open(plain.parents[1] / "train" / name), np.float32)
+    b = np.asarray(Image.open(jitter.parents[1] / "train" / name), np.float32)
+    assert a.shape == b.shape and np.abs(a - b).mean() > 5
+    for ann in json.loads(jitter.read_text())["annotations"]:
+        x, y, w, h = ann["bbox"]
+        assert x >= 0 and y >= 0 and x + w <= 64 and y + h <= 64

@@ -77,22 +77,32 @@ def _named_backgrounds(names: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def _background(
-    photos: Sequence[np.ndarray], canvas: int, rng: np.random.Generator
+    photos: Sequence[np.ndarray], canvas: int, rng: np.random.Generator, jitter: bool = False
 ) -> tuple[int, np.ndarray]:
-    """A random photo's index and a random square crop of it (canvas size to short side)."""
+    """A random photo's index and a random square crop of it (canvas size to short side).
+
+    With ``jitter`` the crop may be as small as a quarter of the canvas side (zoomed in),
+    and it is turned by a random multiple of 90 degrees, its colour channels permuted
+    and its contrast and brightness scaled, so that crops of one photo rarely look alike.
+    """
     which = int(rng.integers(len(photos)))
     photo = photos[which]
     h, w = photo.shape[:2]
     short = min(h, w)
-    side = int(rng.integers(min(canvas, short), short + 1))
+    smallest = max(8, canvas // 4) if jitter else canvas
+    side = int(rng.integers(min(smallest, short), short + 1))
     y = int(rng.integers(0, h - side + 1))
     x = int(rng.integers(0, w - side + 1))
     crop = Image.fromarray(photo[y : y + side, x : x + side])
     if rng.random() < 0.5:
         crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return which, np.asarray(
-        crop.resize((canvas, canvas), Image.Resampling.BILINEAR), dtype=np.float32
-    )
+    img = np.asarray(crop.resize((canvas, canvas), Image.Resampling.BILINEAR), dtype=np.float32)
+    if jitter:
+        img = np.rot90(img, int(rng.integers(4)))[..., rng.permutation(3)]
+        contrast, brightness = rng.uniform(0.5, 1.2), rng.uniform(-40.0, 40.0)
+        img = np.clip((img - img.mean()) * contrast + img.mean() + brightness, 0.0, 255.0)
+        img = np.ascontiguousarray(img, dtype=np.float32)
+    return which, img
 
 
 def _object(
@@ -152,6 +162,7 @@ def build_composite_pool(
     max_overlap: float = 0.2,
     class_ratio: float = 1.0,
     backgrounds: Sequence[np.ndarray] | None = None,
+    jitter_backgrounds: bool = False,
 ) -> Path:
     """Write ``n`` composite images with exact boxes as a COCO pool; return its json.
 
@@ -175,6 +186,9 @@ def build_composite_pool(
         class_ratio: frequency of the most common class over the least common one
             (classes in index order, geometric in between); 1 is balanced.
         backgrounds: RGB uint8 photos to crop (default :func:`load_backgrounds`).
+        jitter_backgrounds: zoom, turn, recolour and re-light every background crop
+            (see ``_background``), so that backgrounds repeat less and a frozen
+            backbone's view of a canvas depends more on its objects.
     """
     if n < 1:
         raise GealError("a composite pool needs at least one image")
@@ -210,7 +224,7 @@ def build_composite_pool(
     log_lo, log_hi = math.log(object_size[0]), math.log(object_size[1])
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        background, img = _background(photos, canvas, rng)
+        background, img = _background(photos, canvas, rng, jitter_backgrounds)
         boxes: list[list[float]] = []
         for _ in range(int(rng.integers(lo, hi + 1))):
             cls = int(rng.choice(present, p=weights))
@@ -274,6 +288,7 @@ def build_composite_pool(
             "object_size": list(object_size),
             "max_overlap": max_overlap,
             "class_ratio": class_ratio,
+            "jitter_backgrounds": jitter_backgrounds,
             "backgrounds": photo_names,
         },
         "images": images,
