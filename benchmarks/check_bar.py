@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             print(f"check_bar: no such file {path}", file=sys.stderr)
             return 2
-        rows += json.loads(path.read_text())["rows"]
+        try:
+            rows += json.loads(path.read_text())["rows"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            print(f"check_bar: {path} is not a results file with rows ({e})", file=sys.stderr)
+            return 2
     points = bar_points(rows, args.default, role=REPORTING)
     if not points:
         print("check_bar: no reporting rows with the default and random in them", file=sys.stderr)

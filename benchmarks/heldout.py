@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from geal.errors import GealError
 from geal.evaluate import BackboneConfig, Strategy, build_task, run_curves, save_results
 from geal.evaluate.heldout import (
     DATASETS,
@@ -152,21 +153,16 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache) if args.cache else cache_root() / "eval"
     results = out / f"{args.name}.json"
-    rows: list[dict[str, Any]] = []
-    earlier = 0.0
+    saved: dict[str, Any] = {}
     if results.exists():  # resume: keep every finished (dataset, seed, backbone, strategy)
         saved = json.loads(results.read_text())
-        rows = [r for r in saved["rows"]]
-        earlier = float(saved.get("wall_seconds", 0.0))
+    rows: list[dict[str, Any]] = list(saved.get("rows", []))
+    earlier = float(saved.get("wall_seconds", 0.0))
     have = {row_key(r) for r in rows}
     version = method_version()
     given = argv if argv is not None else sys.argv[1:]
     command = "PYTHONPATH=src nice -n 10 python benchmarks/heldout.py " + shlex.join(given)
-    commands = (
-        sorted(set(json.loads(results.read_text()).get("commands", [])) | {command})
-        if (results.exists())
-        else [command]
-    )
+    commands = sorted(set(saved.get("commands", [])) | {command})
 
     def save() -> None:
         save_results(
@@ -303,4 +299,7 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], commands: list[str]) 
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GealError as e:  # a dataset not installed, a pool too large: one line
+        sys.exit(f"heldout.py: {e}")
