@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -307,42 +307,70 @@ def train_detector(
             torch.manual_seed(seed)
             model = build_detector(len(data.classes), r).to(dev)
         gen = torch.Generator().manual_seed(seed)
-        decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-        rest = [p for n, p in model.named_parameters() if p.ndim <= 1]
-        opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": r.weight_decay},
-                {"params": rest, "weight_decay": 0},
-            ],
+        optimise(
+            model,
+            len(data),
+            r.steps,
             lr=r.lr,
+            weight_decay=r.weight_decay,
+            warmup=r.warmup,
+            batch_size=r.batch_size,
+            flip=r.flip,
+            gen=gen,
+            losses_of=lambda idx, flip: model(*_batch(data, idx, flip, dev)),
         )
-
-        def lr_at(step: int) -> float:
-            if step < r.warmup:
-                return (step + 1) / r.warmup
-            t = (step - r.warmup) / max(1, r.steps - r.warmup)
-            return 0.5 * (1 + math.cos(math.pi * t))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-        model.train()
-        perm: list[int] = []
-        for _step in range(r.steps):
-            idx: list[int] = []
-            while len(idx) < r.batch_size:
-                if not perm:
-                    perm = torch.randperm(len(data), generator=gen).tolist()
-                idx.append(perm.pop())
-            flip = torch.rand(len(idx), generator=gen) < 0.5 if r.flip else None
-            images, targets = _batch(data, idx, flip, dev)
-            losses: dict[str, torch.Tensor] = model(images, targets)
-            loss = torch.stack(list(losses.values())).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            sched.step()
     model.eval()
     return model
+
+
+def optimise(
+    model: nn.Module,
+    n: int,
+    steps: int,
+    *,
+    lr: float,
+    weight_decay: float,
+    warmup: int,
+    batch_size: int,
+    flip: bool,
+    gen: torch.Generator,
+    losses_of: Callable[[list[int], torch.Tensor | None], dict[str, torch.Tensor]],
+) -> None:
+    """The detectors' shared schedule: AdamW (no decay on biases and norms), linear
+    warm-up then cosine decay, ``steps`` batches of ``batch_size`` items drawn from
+    reshuffled passes over the ``n`` items, each flipped with probability 1/2 when
+    ``flip``, gradients clipped at norm 10. ``losses_of(indices, flips)`` runs the model
+    on a batch; every draw comes from ``gen``, so training is deterministic per seed."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=lr,
+    )
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    perm: list[int] = []
+    for _step in range(steps):
+        idx: list[int] = []
+        while len(idx) < batch_size:
+            if not perm:
+                perm = torch.randperm(n, generator=gen).tolist()
+            idx.append(perm.pop())
+        flips = torch.rand(len(idx), generator=gen) < 0.5 if flip else None
+        losses = losses_of(idx, flips)
+        loss = torch.stack(list(losses.values())).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        sched.step()
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from geal.errors import GealError
-from geal.evaluate.detection import DetectionSet, _threads
+from geal.evaluate.detection import DetectionSet, _threads, optimise
 
 
 @dataclass(frozen=True)
@@ -274,40 +274,25 @@ def train_feature_detector(
             torch.manual_seed(seed)
             model = build_feature_detector(data.channels, len(data.classes), r)
         gen = torch.Generator().manual_seed(seed)
-        decay = [p for p in model.parameters() if p.ndim > 1]
-        rest = [p for p in model.parameters() if p.ndim <= 1]
-        opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": r.weight_decay},
-                {"params": rest, "weight_decay": 0.0},
-            ],
+
+        def losses_of(idx: list[int], flip: torch.Tensor | None) -> dict[str, torch.Tensor]:
+            flips = flip.tolist() if flip is not None else [False] * len(idx)
+            images, targets = _feed(model, data, idx, flips)
+            out: dict[str, torch.Tensor] = model(images, targets)
+            return out
+
+        optimise(
+            model,
+            len(data),
+            steps,
             lr=r.lr,
+            weight_decay=r.weight_decay,
+            warmup=r.warmup,
+            batch_size=r.batch_size,
+            flip=r.flip,
+            gen=gen,
+            losses_of=losses_of,
         )
-
-        def lr_at(step: int) -> float:
-            if step < r.warmup:
-                return (step + 1) / r.warmup
-            t = (step - r.warmup) / max(1, steps - r.warmup)
-            return 0.5 * (1 + math.cos(math.pi * t))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-        model.train()
-        perm: list[int] = []
-        for _step in range(steps):
-            idx: list[int] = []
-            while len(idx) < r.batch_size:
-                if not perm:
-                    perm = torch.randperm(len(data), generator=gen).tolist()
-                idx.append(perm.pop())
-            flips = (torch.rand(len(idx), generator=gen) < 0.5).tolist() if r.flip else []
-            images, targets = _feed(model, data, idx, flips or [False] * len(idx))
-            losses: dict[str, torch.Tensor] = model(images, targets)
-            loss = torch.stack(list(losses.values())).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            sched.step()
     model.eval()
     return model
 
