@@ -71,6 +71,22 @@ def test_incomplete_bank_is_refused_then_resumed(tmp_path: Path) -> None:
     assert w2.missing_shards() == [1, 2]
 
 
+def test_temporaries_of_a_killed_writer_are_removed_on_resume(tmp_path: Path) -> None:
+    """A writer killed inside atomic_open leaves ``.shard-....tmp``; the next one removes it."""
+    w = BankWriter.create_or_resume(tmp_path / "b", OPTS, POOL, 5, shard_size=2)
+    w.write(0, np.ones(2, np.int32), np.zeros((2, 4), np.float16), None, [])
+    stale = tmp_path / "b" / f".{shard_name(1)}.k1ll3d.tmp"
+    stale.write_bytes(b"half a shard")
+    w2 = BankWriter.create_or_resume(tmp_path / "b", OPTS, POOL, 5, shard_size=2)
+    assert not stale.exists()
+    assert w2.missing_shards() == [1, 2]
+    # a killed first run that left only a temporary is an empty directory, not "not a bank"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / f".{shard_name(0)}.k1ll3d.tmp").write_bytes(b"x")
+    assert BankWriter.create_or_resume(fresh, OPTS, POOL, 5, shard_size=2).missing_shards() == [0, 1, 2]
+
+
 def test_mismatched_options_are_refused(tmp_path: Path) -> None:
     w = BankWriter.create_or_resume(tmp_path / "b", OPTS, POOL, 5, shard_size=2)
     _fill(w)

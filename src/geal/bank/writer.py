@@ -133,8 +133,15 @@ def _retired(root: Path) -> Path:
 
 
 def _recover(root: Path) -> None:
-    """Finish a replacement interrupted between its two renames (see :meth:`BankWriter.finish`)."""
+    """Clean up after a killed writer: remove its temporary files and finish a replacement
+    interrupted between its two renames (see :meth:`BankWriter.finish`). Called holding
+    :func:`bank_lock`, so no live writer owns those files."""
     staging, old = _staging(root), _retired(root)
+    for where in (root, staging):  # a killed writer's half-written files (atomic_open)
+        if where.is_dir():
+            for tmp in where.glob(".*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
     if not root.exists() and staging.is_dir():
         with contextlib.suppress(BankError):
             if read_manifest(staging).get("complete"):
@@ -203,6 +210,7 @@ class BankWriter:
         it is a :class:`BankError` unless ``overwrite`` (then its shards are deleted).
         """
         root = Path(root)
+        _recover(root)
         if (root / MANIFEST).exists():
             old = _manifest_or_none(root, overwrite)
             diff = mismatches(old, options, pool) if old is not None else ["format"]
