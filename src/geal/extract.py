@@ -262,7 +262,7 @@ def _fill(
     shards.fill_known()
     job = ExtractJob(
         pool=pool, backbone=backbone, writer=writer, missing=missing, options=options,
-        indices=indices, seeds=keys.seeds, shards=shards, **engine,
+        indices=indices, seeds=keys.seeds, keys=keys.keys, shards=shards, **engine,
     )  # fmt: skip
     if indices:
         run(job)

@@ -52,6 +52,8 @@ class ExtractJob:
             the missing shards); the others are already known to ``shards``.
         seeds: uint64 ``[N]`` per-image seed keys of the k-means draws (the images'
             content keys, :func:`geal.internal.content.seed_of`); None: the pool index.
+        keys: uint8 ``[N, 32]`` the images' content keys (None: not known); lets an engine
+            that reads a pool's files itself match what it read to pool indices.
         shards: the assembler writing the missing shards (None: a plain one).
     """
 
@@ -66,6 +68,7 @@ class ExtractJob:
     device: str = "auto"
     indices: Sequence[int] | None = None
     seeds: np.ndarray | None = None
+    keys: np.ndarray | None = None
     shards: ShardAssembler | None = None
 
     @property

@@ -16,6 +16,8 @@ real range instead:
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image
 
@@ -41,6 +43,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
     )
     grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     return Image.fromarray(grey).convert("RGB")
+
+
+def decode_bytes(data: bytes) -> Image.Image:
+    """An image stored as encoded bytes (a Parquet row, a tar member), decoded by Pillow as
+    8-bit RGB; decoding errors are raised."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return to_rgb(im)
 
 
 def _value_range(values: np.ndarray, *, is_float: bool) -> tuple[float, float]:

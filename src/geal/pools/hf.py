@@ -30,7 +30,6 @@ bytes.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 from PIL import Image
 
 from geal.errors import PoolError
-from geal.internal.images import to_rgb
+from geal.internal.images import decode_bytes
 from geal.pools.base import Pool, PoolItem
 from geal.pools.registry import register_format
 
@@ -177,9 +176,7 @@ class HfPool(Pool):
         """Image ``index`` decoded by Pillow as 8-bit RGB; decoding errors are raised."""
         if self.items[index].path is not None:
             return super().load(index)
-        with Image.open(io.BytesIO(self._bytes(index))) as im:
-            im.load()
-            return to_rgb(im)
+        return decode_bytes(self._bytes(index))
 
     def content_key(self, index: int) -> bytes:
         """sha256 of the row's stored image bytes (its file's bytes when it points at one)."""

@@ -24,7 +24,6 @@ of the image's stored bytes.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import re
 import tarfile
@@ -34,7 +33,7 @@ from pathlib import Path
 from PIL import Image
 
 from geal.errors import PoolError
-from geal.internal.images import to_rgb
+from geal.internal.images import decode_bytes
 from geal.pools.base import Pool, PoolItem
 from geal.pools.registry import register_format
 
@@ -137,9 +136,7 @@ class WdsPool(Pool):
 
     def load(self, index: int) -> Image.Image:
         """Image ``index`` decoded by Pillow as 8-bit RGB; decoding errors are raised."""
-        with Image.open(io.BytesIO(self._bytes(index))) as im:
-            im.load()
-            return to_rgb(im)
+        return decode_bytes(self._bytes(index))
 
     def content_key(self, index: int) -> bytes:
         """sha256 of the image's bytes as stored in the shard."""
