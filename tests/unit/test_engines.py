@@ -74,3 +74,11 @@ def test_backbone_request_fetches_hub_weights_by_name() -> None:
         "image_size": 224,
         "stage": None,
     }
+
+
+def test_default_decoding_workers_leave_small_cpu_machines_to_the_model() -> None:
+    from geal.engines.local import default_workers
+
+    assert default_workers("cpu", cpus=2) == 0 and default_workers("cpu", cpus=1) == 0
+    assert default_workers("cuda", cpus=2) == 1  # a GPU model leaves the CPUs to decoding
+    assert default_workers("cpu", cpus=4) == 3 and default_workers("cpu", cpus=64) == 8

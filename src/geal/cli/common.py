@@ -89,7 +89,7 @@ def extract_args(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=None,
-        help="image decoding processes (default: CPUs - 1, max 8)",
+        help="image decoding processes (default: CPUs - 1, max 8; none for a CPU model on 2 CPUs)",
     )
     g.add_argument(
         "--precision",

@@ -63,15 +63,25 @@ class _ShardBatches(Sampler[list[int]]):
         return sum((len(g) + self.batch_size - 1) // self.batch_size for g in self.groups)
 
 
-def default_workers() -> int:
-    """Decoding processes when none are asked for: CPUs less one, at most 8."""
-    return min(8, max(0, (os.cpu_count() or 1) - 1))
+def default_workers(device: str = "cpu", cpus: int | None = None) -> int:
+    """Decoding processes when none are asked for: CPUs less one, at most 8; none when
+    the model runs on the CPU of a machine with two CPUs or fewer.
+
+    There the model's threads already fill the cores, and a decoding process only takes
+    turns from them: on 2 cores, ``efficientnet_lite0`` extracted 469 images/s at 64 px
+    with no worker against 389 with one, and 16.8 against 15.0 at 224 px
+    (``benchmarks/throughput.py``; docs/scale.md).
+    """
+    cpus = cpus if cpus is not None else os.cpu_count() or 1
+    if device == "cpu" and cpus <= 2:
+        return 0
+    return min(8, max(0, cpus - 1))
 
 
 def run(job: ExtractJob) -> None:
     """Extract the images ``job.todo`` and write the missing shards."""
     backbone = job.backbone
-    workers = default_workers() if job.workers is None else job.workers
+    workers = default_workers(backbone.device.type) if job.workers is None else job.workers
     loader = DataLoader(
         _PoolImages(job.pool, backbone.preprocess),
         batch_sampler=_ShardBatches(job.by_shard(), job.batch_size),
