@@ -84,7 +84,8 @@ def test_temporaries_of_a_killed_writer_are_removed_on_resume(tmp_path: Path) ->
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / f".{shard_name(0)}.k1ll3d.tmp").write_bytes(b"x")
-    assert BankWriter.create_or_resume(fresh, OPTS, POOL, 5, shard_size=2).missing_shards() == [0, 1, 2]
+    resumed = BankWriter.create_or_resume(fresh, OPTS, POOL, 5, shard_size=2)
+    assert resumed.missing_shards() == [0, 1, 2]
 
 
 def test_mismatched_options_are_refused(tmp_path: Path) -> None:
