@@ -417,8 +417,8 @@ def read_hf(path: Path, *, split: str | None = None) -> HfPool:
         parts = _parquet_parts(found, path)
         split_name: str | None = found.split
     else:
-        parts = _dataset_parts(*found, path)
-        split_name = found[1]
+        ds, split_name = found
+        parts = _dataset_parts(ds, path)
     items = [
         PoolItem(
             index=i, id=parts.ids[i], path=parts.paths[i], subset=split_name, label=parts.labels[i]
@@ -492,7 +492,7 @@ def _parquet_parts(found: ParquetSplit, path: Path) -> _Parts:
     )
 
 
-def _dataset_parts(ds: Any, split: str | None, path: Path) -> _Parts:
+def _dataset_parts(ds: Any, path: Path) -> _Parts:
     """Ids, labels and pointed files of a ``datasets.Dataset`` (saved, or an imagefolder)."""
     datasets = _datasets()
     if len(ds) == 0:
