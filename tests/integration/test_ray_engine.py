@@ -103,9 +103,9 @@ def _same_bank(a: PatternBank, b: PatternBank) -> None:
 def test_ray_reads_parquet_and_webdataset_files_itself(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ray's own Parquet and WebDataset readers feed the model, rows are matched to pool
-    images by content key (other splits, reused rows and images seen twice are dropped),
-    and the bank is the local engine's."""
+    """Ray's own Parquet and WebDataset readers feed the model, only the split's Parquet
+    files are read, rows are matched to pool images by content key (reused rows and images
+    seen twice are dropped), and the bank is the local engine's."""
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     rng = np.random.default_rng(0)
@@ -126,7 +126,7 @@ def test_ray_reads_parquet_and_webdataset_files_itself(
         pq = open_pool(tmp_path / "pq", "hf")
         assert len(pq) == 14
         extract(pq, tmp_path / "pq-ray", engine="ray", **opts)
-        assert "ray: 14 images read from 3 Parquet files by Ray, 0 through the pool" in caplog.text
+        assert "ray: 14 images read from 2 Parquet files by Ray, 0 through the pool" in caplog.text
         # a third file joins the pool: only its rows are read for the model (the rest are
         # reused by content), and the bank equals a fresh local one
         shutil.rmtree(tmp_path / "pq")
@@ -134,7 +134,7 @@ def test_ray_reads_parquet_and_webdataset_files_itself(
         caplog.clear()
         grown = open_pool(tmp_path / "pq", "hf")
         remote = extract(grown, tmp_path / "pq-ray", engine="ray", **opts)[0]
-        assert "ray: 7 images read from 4 Parquet files by Ray, 0 through the pool" in caplog.text
+        assert "ray: 7 images read from 3 Parquet files by Ray, 0 through the pool" in caplog.text
     finally:
         ray.shutdown()
     _same_bank(extract(grown, tmp_path / "pq-local", workers=0, **opts)[0], remote)

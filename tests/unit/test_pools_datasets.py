@@ -6,6 +6,7 @@ readers are checked against what those libraries produce and how they group samp
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 from pathlib import Path
@@ -138,6 +139,141 @@ def test_hf_without_an_image_column_is_named(hf: Any, tmp_path: Path) -> None:
     hf.Dataset.from_dict({"text": ["a", "b"]}).save_to_disk(str(tmp_path / "text"))
     with pytest.raises(PoolError, match="no image column"):
         open_pool(tmp_path / "text")
+
+
+def write_parquet_split(
+    datasets: Any, root: Path, sizes: tuple[int, ...], *, broken: int = -1
+) -> Any:
+    """Hub layout, written by ``datasets``: a train split of ``len(sizes)`` files holding
+    rows of groups of 2 (ids 100+, labels cycling, row ``broken`` garbage) and a test split;
+    returns the train rows as ``datasets.load_dataset`` reads them, the reference."""
+    n = sum(sizes)
+    columns = {
+        "image": [{"bytes": b"garbage" if i == broken else png(i), "path": None} for i in range(n)],
+        "label": [i % 3 for i in range(n)],
+        "image_id": [100 + i for i in range(n)],
+    }
+    features = {"image": datasets.Image(), "label": datasets.ClassLabel(names=CLASSES)}
+    features["image_id"] = datasets.Value("int64")
+    train = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+    start = 0
+    for f, size in enumerate(sizes):
+        name = f"train-{f:05d}-of-{len(sizes):05d}.parquet"
+        train.select(range(start, start + size)).to_parquet(str(root / "data" / name), batch_size=2)
+        start += size
+    hf_dataset(datasets).select([5]).to_parquet(str(root / "data" / "test-00000-of-00001.parquet"))
+    return datasets.load_dataset(str(root), split="train", cache_dir=str(root.parent / "ref-cache"))
+
+
+def test_hf_parquet_is_read_where_it_lies_not_converted_into_the_cache(
+    hf: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    hf_dataset(hf).to_parquet(str(tmp_path / "pq" / "data" / "train-00000-of-00001.parquet"))
+    hf_dataset(hf).to_parquet(str(tmp_path / "one.parquet"))
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the Parquet files were converted into the datasets cache")
+
+    monkeypatch.setattr(hf.builder.DatasetBuilder, "download_and_prepare", refuse)
+    monkeypatch.setattr(hf, "load_dataset", refuse)
+    columns: list[str] = []
+
+    def spy(read: Any) -> Any:
+        def reading(self: Any, *args: Any, **kw: Any) -> Any:
+            columns.extend(kw.get("columns") or ["(all)"])
+            return read(self, *args, **kw)
+
+        return reading
+
+    for method in ("read", "read_row_group"):
+        monkeypatch.setattr(pq.ParquetFile, method, spy(getattr(pq.ParquetFile, method)))
+    for root in (tmp_path / "pq", tmp_path / "one.parquet"):
+        columns.clear()
+        pool = open_pool(root)
+        assert set(columns) == {"label", "image_id"}  # opening reads no image bytes
+        check_hf_pool(pool, ids=[str(100 + i) for i in range(N)])
+        assert pool.dataset is None and pool.meta["split"] == "train"
+    cache = tmp_path / "hf-cache"
+    assert not list(cache.rglob("*.arrow"))
+    assert sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) == 0  # lock files only
+
+
+def test_hf_parquet_across_files_and_row_groups_matches_datasets(hf: Any, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    ref = write_parquet_split(hf, tmp_path / "pq", (5, 4, 3))
+    files = sorted((tmp_path / "pq" / "data").glob("train-*.parquet"))
+    assert [pq.ParquetFile(f).metadata.num_row_groups for f in files] == [3, 2, 2]
+    pool = open_pool(tmp_path / "pq")
+    assert pool.meta["files"] == [str(f.absolute()) for f in files]  # not the test split's
+    assert pool.ids == [str(v) for v in ref["image_id"]]
+    assert [item.label for item in pool] == ref["label"] and pool.classes == CLASSES
+    assert all(item.path is None for item in pool)
+    stored = ref.cast_column("image", hf.Image(decode=False))["image"]
+    # backwards, so every row group is read again after another one
+    for i in reversed(range(len(pool))):
+        data = stored[i]["bytes"]
+        assert pool.content_key(i) == hashlib.sha256(data).digest()
+        expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert np.array_equal(pixels(pool, i), expected)
+    assert pool.head(6).ids == pool.ids[:6] and np.array_equal(
+        pixels(pool.head(6), 5), solid(5, (12, 5))
+    )
+
+
+def test_hf_parquet_split_choice(hf: Any, tmp_path: Path) -> None:
+    for split in ("validation", "test"):
+        hf_dataset(hf).to_parquet(
+            str(tmp_path / "two" / "data" / f"{split}-00000-of-00001.parquet")
+        )
+    with pytest.raises(PoolError, match=r"holds splits .*; pass --split with one"):
+        open_pool(tmp_path / "two")
+    pool = open_pool(tmp_path / "two", split="validation")
+    assert pool.meta["split"] == "validation" and len(pool) == N
+    assert [Path(f).name for f in pool.meta["files"]] == ["validation-00000-of-00001.parquet"]
+
+    hf_dataset(hf).to_parquet(str(tmp_path / "only" / "data" / "validation-00000-of-00001.parquet"))
+    assert open_pool(tmp_path / "only").meta["split"] == "validation"  # the only split
+    hf_dataset(hf).to_parquet(str(tmp_path / "plain" / "rows.parquet"))
+    assert open_pool(tmp_path / "plain").meta["split"] == "train"  # unnamed files: train
+    with pytest.raises(PoolError, match="no split 'test'; it has train"):
+        open_pool(tmp_path / "plain" / "rows.parquet", split="test")
+
+
+def test_hf_parquet_garbage_row_fails_alone_and_the_pool_pickles_by_file_name(
+    hf: Any, tmp_path: Path
+) -> None:
+    write_parquet_split(hf, tmp_path / "pq", (3, 3), broken=2)
+    pool = open_pool(tmp_path / "pq")
+    empty = len(pickle.dumps(pool))
+    with pytest.raises(OSError):
+        pool.load(2)
+    assert pool.content_key(2) == hashlib.sha256(b"garbage").digest()
+    assert np.array_equal(pixels(pool, 3), solid(3, (10, 5)))
+    blob = pickle.dumps(pool)  # by file names: the row group just read is not in it
+    assert len(blob) == empty and png(3) not in blob
+    copy = pickle.loads(pickle.dumps(pool))
+    assert copy.ids == pool.ids
+    for i in (4, 1, 5):
+        assert np.array_equal(pixels(copy, i), pixels(pool, i))
+
+
+def test_hf_parquet_rows_that_point_at_files_keep_them(hf: Any, tmp_path: Path) -> None:
+    fake = make_folder_pool(tmp_path / "imgs", 4)
+    folder = open_pool(fake.path)
+    files = [str(item.path) for item in folder]
+    rows = hf.Dataset.from_dict(
+        {"image": [*files, None]}, features=hf.Features({"image": hf.Image()})
+    )
+    rows.to_parquet(str(tmp_path / "pointing.parquet"))
+    pool = open_pool(tmp_path / "pointing.parquet")
+    assert [item.path for item in pool] == [*files, None]
+    assert np.array_equal(pixels(pool, 1), pixels(folder, 1))
+    assert pool.content_key(1) == folder.content_key(1)
+    with pytest.raises(PoolError, match="has no image"):
+        pool.load(4)
 
 
 # ------------------------------------------------------------------------ WebDataset

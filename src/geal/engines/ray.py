@@ -7,11 +7,12 @@ bank is the same as the local engine's for the same pool, options and device typ
 Parquet datasets (``--format hf`` on Parquet files) and WebDataset shards (``--format
 wds``) are read by Ray itself, ``ray.data.read_parquet`` and ``ray.data.read_webdataset``,
 so that workers read the files where they lie instead of going through the driver's pool
-object. A row read that way is matched to its pool images by content key (the sha256 of
-its stored bytes, which the pool uses too): rows of other splits, of images already in
-the bank (a resumed run) or grouped otherwise than the pool groups them are dropped by
-the workers after hashing, and any pool image such a read did not deliver is then read
-through the pool, so the bank is the same either way. ``GEAL_RAY_DIRECT=0`` turns the
+object; a Parquet pool lists only its split's files, so other splits are not read. A row
+read that way is matched to its pool images by content key (the sha256 of its stored
+bytes, which the pool uses too): rows of images already in the bank (a resumed run) or
+grouped otherwise than the pool groups them are dropped by the workers after hashing,
+and any pool image such a read did not deliver is then read through the pool, so the
+bank is the same either way. ``GEAL_RAY_DIRECT=0`` turns the
 direct read off.
 
 ``ray.init()`` starts a local Ray by default; set ``RAY_ADDRESS`` to use a cluster (its
