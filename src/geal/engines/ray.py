@@ -269,7 +269,7 @@ def _direct(ray: Any, job: ExtractJob, source: DirectSource, indices: list[int],
     # one through fsspec
     local = pyarrow.fs.LocalFileSystem()
     if source.kind == "parquet":
-        ds = ray.data.read_parquet(source.paths, columns=[source.column], filesystem=local)
+        ds = ray.data.read_parquet(source.paths, filesystem=local).select_columns([source.column])
     else:
         ds = ray.data.read_webdataset(source.paths, decoder=None, filesystem=local)
     wanted = frozenset(by_key)
