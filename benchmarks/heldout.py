@@ -78,8 +78,8 @@ STRATEGIES = [
 CONTROL = ["strata", "random", "kmeans", "typiclust"]
 
 
-def backbones(image_size: int, control: bool) -> list[BackboneConfig]:
-    out = [BackboneConfig(MODEL, MODEL, image_size=image_size, stage=3, clusters=(5,))]
+def backbones(image_size: int, control: bool, stage: int = 3) -> list[BackboneConfig]:
+    out = [BackboneConfig(MODEL, MODEL, image_size=image_size, stage=stage, clusters=(5,))]
     if control:
         out.append(
             BackboneConfig(
@@ -87,7 +87,7 @@ def backbones(image_size: int, control: bool) -> list[BackboneConfig]:
                 MODEL,
                 weights="random",
                 image_size=image_size,
-                stage=3,
+                stage=stage,
                 clusters=(5,),
             )
         )
@@ -123,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--control-strategies", nargs="*", default=CONTROL)
     ap.add_argument("--protocols", nargs="+", default=["cnn", "linear"])
     ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--stage", type=int, default=3, help="efficientnet_lite0 feature stage")
     ap.add_argument("--fashion", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None, help="splits and banks (default: <geal cache>/eval)")
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         for i, pool_seed in enumerate(args.pool_seeds):
             split = make_split(data, args.role, pool_seed, POOL_SIZES[name])
             pool_file, scored_file = materialise(data, split, cache / "splits")
-            bbs = backbones(args.image_size, bool(args.control_strategies))
+            bbs = backbones(args.image_size, bool(args.control_strategies), args.stage)
             task = build_task(
                 open_pool(pool_file.parent, "idx", split="train"),
                 open_pool(scored_file.parent, "idx", split="test"),

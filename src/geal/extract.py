@@ -106,6 +106,26 @@ def _check_options(
     check_scalar(tol, "tol", float, min_val=0.0)
 
 
+def _fit_to_pool(
+    backbone: Any, pool: Pool, model: str, weights: str | None, device: str, stage: int | None
+) -> Any:
+    """The backbone rebuilt at a smaller input side when the pool's images are small
+    (:mod:`geal.backbones.sizing`); ``backbone`` itself otherwise."""
+    from geal.backbones import create_backbone
+    from geal.backbones.sizing import input_side, typical_side
+
+    side = backbone.preprocess.image_size
+    native = typical_side(pool)
+    fitted = input_side(side, backbone.stride, native)
+    if fitted == side:
+        return backbone
+    log.info(
+        "images of about %d px: %s runs at %d px instead of %d (%d tokens a side; "
+        "--image-size chooses)", native, backbone.name, fitted, side, fitted // backbone.stride,
+    )  # fmt: skip
+    return create_backbone(model, weights, device, image_size=fitted, stage=stage)
+
+
 def extract(
     pool: Pool,
     out: str | Path | None = None,
@@ -145,6 +165,8 @@ def extract(
             (see :func:`geal.internal.cache.bank_dir`), so a rerun reuses it.
         model, weights, image_size, stage: backbone choice (see
             :func:`geal.backbones.create_backbone`); ``backbone`` passes a built one.
+            Without ``image_size`` the model's own side is used, or a smaller one when
+            the pool's images are small (:mod:`geal.backbones.sizing`).
         threshold: attention mass kept per image (tau).
         clusters: knowledge clusters per image (K).
         seed: seeds the per-image k-means++ draws.
@@ -170,6 +192,8 @@ def extract(
     t0 = time.perf_counter()
     if backbone is None:
         backbone = create_backbone(model, weights, device, image_size=image_size, stage=stage)
+        if image_size is None:
+            backbone = _fit_to_pool(backbone, pool, model, weights, device, stage)
     prec = resolve_precision(precision, backbone.device)
     tokens = getattr(backbone, "tokens_per_image", None)
     if tokens is not None and clusters > tokens:

@@ -68,7 +68,7 @@ def extract_args(p: argparse.ArgumentParser) -> None:
         "--image-size",
         type=int,
         default=None,
-        help="square input size in pixels (default: the model's)",
+        help="square input size in pixels (default: the model's, smaller for small images)",
     )
     g.add_argument(
         "--stage", type=int, default=None, help="CNN feature stage giving the dense tokens"
