@@ -17,7 +17,8 @@ from geal.pools import open_pool
     ("model_side", "stride", "image_side", "expected"),
     [
         (224, 16, 28, 64),  # digits: 2.3x, whole tokens
-        (224, 32, 28, 128),  # a stride-32 CNN keeps 4 tokens a side
+        (224, 32, 28, 64),  # a stride-32 CNN: 2 tokens a side
+        (224, 32, 8, 64),  # never fewer than 2 tokens a side
         (224, 14, 32, 70),  # CIFAR on a patch-14 ViT: 5 tokens
         (224, 16, 100, 224),  # larger images: the model's own side
         (224, 16, 4000, 224),
@@ -38,7 +39,9 @@ def test_typical_side_reads_headers_and_skips_unreadable_files(tmp_path: Path) -
 
 def test_extraction_of_small_images_runs_at_a_small_side(tmp_path: Path) -> None:
     pool = open_pool(make_idx(tmp_path, 8).path, split="train")  # 28 px digits
-    common = dict(model="test_vit", weights="random", device="cpu", precision="fp32", progress=False)
+    common = dict(
+        model="test_vit", weights="random", device="cpu", precision="fp32", progress=False
+    )
     bank, _ = extract(pool, tmp_path / "auto", **common)  # type: ignore[arg-type]
     assert bank.manifest["options"]["image_size"] == 64
     fixed, _ = extract(pool, tmp_path / "fixed", image_size=96, **common)  # type: ignore[arg-type]
