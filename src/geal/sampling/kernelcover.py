@@ -149,13 +149,13 @@ class KernelCover:
         if self._cache is None and self.cov.n * self.s * 4 <= self.cache_bytes:
             # the dot products do not depend on the scale: compute them once, then each
             # new scale costs one kernel evaluation per (image, client)
+            # filled in place: a list of chunks and their concatenation would hold the
+            # table twice at the peak
             every = np.arange(self.cov.n)
-            self._cache = np.concatenate(
-                [
-                    self._dots(every[a : a + DEFAULT_CHUNK])
-                    for a in range(0, every.size, DEFAULT_CHUNK)
-                ]
-            )
+            cache = np.empty((self.cov.n, self.s), np.float32)
+            for a in range(0, every.size, DEFAULT_CHUNK):
+                cache[a : a + DEFAULT_CHUNK] = self._dots(every[a : a + DEFAULT_CHUNK])
+            self._cache = cache
         gains = (
             np.concatenate(
                 [
@@ -219,7 +219,8 @@ class KernelCoverParams(SamplerParams):
 def _memory(shape: BankShape, budget: int, params: KernelCoverParams, run: RunSettings) -> int:
     cache = min(int(params.cache_mb * 2**20), 4 * shape.n * params.sample)  # dot products
     sample = 8 * params.sample * shape.dim + 16 * shape.n  # client rows, gains
-    return coverage_bytes(shape, dataclasses.replace(run, prune="off")) + cache + sample
+    chunk = 2 * 4 * min(DEFAULT_CHUNK, shape.n) * params.sample  # a chunk's products, max
+    return coverage_bytes(shape, dataclasses.replace(run, prune="off")) + cache + sample + chunk
 
 
 @register_sampler("kernelcover", KernelCoverParams, memory=_memory)
