@@ -78,13 +78,15 @@ STRATEGIES = [
 CONTROL = ["strata", "random", "kmeans", "typiclust"]
 
 
-def backbones(image_size: int, control: bool, stage: int = 3) -> list[BackboneConfig]:
-    out = [BackboneConfig(MODEL, MODEL, image_size=image_size, stage=stage, clusters=(5,))]
+def backbones(
+    image_size: int, control: bool, stage: int | None = 3, model: str = MODEL
+) -> list[BackboneConfig]:
+    out = [BackboneConfig(model, model, image_size=image_size, stage=stage, clusters=(5,))]
     if control:
         out.append(
             BackboneConfig(
-                f"{MODEL}-random",
-                MODEL,
+                f"{model}-random",
+                model,
                 weights="random",
                 image_size=image_size,
                 stage=stage,
@@ -123,7 +125,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--control-strategies", nargs="*", default=CONTROL)
     ap.add_argument("--protocols", nargs="+", default=["cnn", "linear"])
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--stage", type=int, default=3, help="efficientnet_lite0 feature stage")
+    ap.add_argument("--model", default=MODEL, help="backbone (default efficientnet_lite0)")
+    ap.add_argument(
+        "--stage", type=int, default=None, help="CNN feature stage (efficientnet_lite0: 3)"
+    )
     ap.add_argument("--fashion", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None, help="splits and banks (default: <geal cache>/eval)")
@@ -185,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         for i, pool_seed in enumerate(args.pool_seeds):
             split = make_split(data, args.role, pool_seed, POOL_SIZES[name])
             pool_file, scored_file = materialise(data, split, cache / "splits")
-            bbs = backbones(args.image_size, bool(args.control_strategies), args.stage)
+            stage = args.stage if args.stage is not None else 3 if args.model == MODEL else None
+            bbs = backbones(args.image_size, bool(args.control_strategies), stage, args.model)
             task = build_task(
                 open_pool(pool_file.parent, "idx", split="train"),
                 open_pool(scored_file.parent, "idx", split="test"),
@@ -199,9 +205,9 @@ def main(argv: list[str] | None = None) -> None:
                 for b, bb in task.backbones.items()
             }
             seed = i  # the training (and selection) seed: the pool's index
-            plan = [(MODEL, args.strategies)]
+            plan = [(args.model, args.strategies)]
             if args.control_strategies:
-                plan.append((f"{MODEL}-random", args.control_strategies))
+                plan.append((f"{args.model}-random", args.control_strategies))
             for bname, strategies in plan:
                 for spec in strategies:
                     keys = {
