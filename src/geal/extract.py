@@ -106,26 +106,6 @@ def _check_options(
     check_scalar(tol, "tol", float, min_val=0.0)
 
 
-def _fit_to_pool(
-    backbone: Any, pool: Pool, model: str, weights: str | None, device: str, stage: int | None
-) -> Any:
-    """The backbone rebuilt at a smaller input side when the pool's images are small
-    (:mod:`geal.backbones.sizing`); ``backbone`` itself otherwise."""
-    from geal.backbones import create_backbone
-    from geal.backbones.sizing import input_side, typical_side
-
-    side = backbone.preprocess.image_size
-    native = typical_side(pool)
-    fitted = input_side(side, backbone.stride, native)
-    if fitted == side:
-        return backbone
-    log.info(
-        "images of about %d px: %s runs at %d px instead of %d (%d tokens a side; "
-        "--image-size chooses)", native, backbone.name, fitted, side, fitted // backbone.stride,
-    )  # fmt: skip
-    return create_backbone(model, weights, device, image_size=fitted, stage=stage)
-
-
 def extract(
     pool: Pool,
     out: str | Path | None = None,
@@ -182,6 +162,7 @@ def extract(
             a CPU pool; local Ray by default, a cluster through ``RAY_ADDRESS``).
     """
     from geal.backbones import create_backbone
+    from geal.backbones.sizing import typical_side
 
     run = get_engine(engine)
     _check_options(
@@ -191,9 +172,10 @@ def extract(
     )  # fmt: skip
     t0 = time.perf_counter()
     if backbone is None:
-        backbone = create_backbone(model, weights, device, image_size=image_size, stage=stage)
-        if image_size is None:
-            backbone = _fit_to_pool(backbone, pool, model, weights, device, stage)
+        side = typical_side(pool) if image_size is None else None
+        backbone = create_backbone(
+            model, weights, device, image_size=image_size, stage=stage, image_side=side
+        )
     prec = resolve_precision(precision, backbone.device)
     tokens = getattr(backbone, "tokens_per_image", None)
     if tokens is not None and clusters > tokens:

@@ -12,6 +12,7 @@ from geal.backbones import _weights
 from geal.backbones.base import _RESAMPLE, Backbone, Preprocess
 from geal.backbones.cnn import CNNBackbone, check_stage, default_stage
 from geal.backbones.registry import BackboneSpec, get_spec
+from geal.backbones.sizing import input_side
 from geal.backbones.vit import ViTBackbone, check_supported
 from geal.errors import GealError
 from geal.internal.device import resolve_device
@@ -29,6 +30,7 @@ def create_backbone(
     *,
     image_size: int | None = None,
     stage: int | None = None,
+    image_side: int | None = None,
 ) -> Backbone:
     """Build a frozen backbone ready for :meth:`Backbone.forward`.
 
@@ -41,6 +43,9 @@ def create_backbone(
         image_size: square input side; ViTs need a multiple of their patch size.
         stage: CNN feature stage index (default: the spec's measured stage if it names one,
             else the last stride-16 stage).
+        image_side: the longest side of the images to encode, when known; without
+            ``image_size`` it fits the input side to small images
+            (:func:`geal.backbones.sizing.input_side`).
 
     Raises:
         GealError: unknown model, unsupported variant, bad size or stage.
@@ -50,17 +55,39 @@ def create_backbone(
     spec = get_spec(name)
     probe = _probe(spec)
     cfg: dict[str, Any] = dict(getattr(probe, "pretrained_cfg", None) or {})
-    size = int(image_size or spec.image_size)
-    preprocess = _preprocess(spec, cfg, size)
-
-    backbone: Backbone
-    if hasattr(probe, "blocks") and hasattr(probe, "patch_embed"):
+    vit = hasattr(probe, "blocks") and hasattr(probe, "patch_embed")
+    if vit:
         if stage is not None:
             raise GealError(f"--stage applies to CNN backbones; {name!r} is a ViT")
         check_supported(probe, name)
-        patch = int(probe.patch_embed.patch_size[0])
-        if size % patch:
-            raise GealError(f"image size {size} is not a multiple of {name!r}'s patch size {patch}")
+        stride = int(probe.patch_embed.patch_size[0])
+    else:
+        info = list(getattr(probe, "feature_info", None) or [])
+        if not info:
+            raise GealError(
+                f"model {name!r} does not describe its feature stages; it cannot be a CNN backbone"
+            )
+        if stage is not None:
+            chosen = check_stage(stage, info, name)
+        elif spec.stage is not None:
+            chosen = spec.stage
+        else:
+            chosen = default_stage([int(f["reduction"]) for f in info])
+        stride = int(info[chosen]["reduction"])
+    size = int(image_size or input_side(spec.image_size, stride, image_side))
+    if size != (image_size or spec.image_size):
+        logger.info(
+            "images of about %d px: %s runs at %d px instead of %d (%d tokens a side; "
+            "--image-size chooses)", image_side, name, size, spec.image_size, -(-size // stride),
+        )  # fmt: skip
+    preprocess = _preprocess(spec, cfg, size)
+
+    backbone: Backbone
+    if vit:
+        if size % stride:
+            raise GealError(
+                f"image size {size} is not a multiple of {name!r}'s patch size {stride}"
+            )
         resolved = _weights.resolve_weights(spec, weights, cfg)
         model = _create(spec, cfg, resolved, num_classes=0, dynamic_img_size=True)
         if resolved.state_dict is not None:
@@ -77,17 +104,6 @@ def create_backbone(
             weights_sha256=resolved.sha256,
         )
     else:
-        info = list(getattr(probe, "feature_info", None) or [])
-        if not info:
-            raise GealError(
-                f"model {name!r} does not describe its feature stages; it cannot be a CNN backbone"
-            )
-        if stage is not None:
-            chosen = check_stage(stage, info, name)
-        elif spec.stage is not None:
-            chosen = spec.stage
-        else:
-            chosen = default_stage([int(f["reduction"]) for f in info])
         resolved = _weights.resolve_weights(spec, weights, cfg)
         features = _create(spec, cfg, resolved, features_only=True, out_indices=(chosen,))
         if resolved.state_dict is not None:
