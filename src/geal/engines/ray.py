@@ -113,10 +113,6 @@ class DirectSource:
     column: str | None = None
 
 
-# the image entries of a WebDataset sample, in the order the pool takes them
-_WDS_IMAGES = ("jpg", "jpeg", "png", "webp")
-
-
 def direct_source(pool: Pool) -> DirectSource | None:
     """The files Ray can read for ``pool`` itself, or None (read through the pool object)."""
     if os.environ.get("GEAL_RAY_DIRECT", "1") == "0":
@@ -148,8 +144,10 @@ def _stored_bytes(batch: Any, source: DirectSource) -> list[bytes | None]:
     if source.kind == "parquet":
         column = batch.column(source.column).combine_chunks()
         return list(column.field("bytes").to_pylist())
+    from geal.pools.wds import IMAGE_KEYS  # the image entries, in the order the pool takes them
+
     by_ext = {name.lower(): name for name in batch.column_names}
-    columns = [batch.column(by_ext[e]).to_pylist() for e in _WDS_IMAGES if e in by_ext]
+    columns = [batch.column(by_ext[e]).to_pylist() for e in IMAGE_KEYS if e in by_ext]
     # a sample without an entry reads as None, or as NaN where Ray merged blocks whose
     # samples had other entries
     return [
@@ -256,6 +254,15 @@ def _encoded(ds: Any, decode: type, decode_args: tuple[Any, ...], job: ExtractJo
     )  # fmt: skip
 
 
+def _deliver(shards: Any, pool: Pool, i: int, batch: dict[str, np.ndarray], row: int) -> None:
+    """Hand row ``row`` of an encoded batch to the shards as pool image ``i``."""
+    if err := batch["error"][row]:
+        shards.failed(pool, i, str(err))
+    else:
+        n = int(batch["counts"][row])
+        shards.add(i, batch["centers"][row, :n], batch["global"][row])
+
+
 def _direct(ray: Any, job: ExtractJob, source: DirectSource, indices: list[int], plan: _Plan,
             shards: Any, bar: Progress) -> list[int]:  # fmt: skip
     """Extract ``indices`` from the pool's files read by Ray; returns the ones not found."""
@@ -278,12 +285,7 @@ def _direct(ray: Any, job: ExtractJob, source: DirectSource, indices: list[int],
         for row in range(len(batch["key"])):
             targets = by_key.pop(batch["key"][row].tobytes(), None)
             for i in targets or ():  # None: an image seen twice in the files
-                err = batch["error"][row]
-                if err:
-                    shards.failed(job.pool, i, str(err))
-                else:
-                    n = int(batch["counts"][row])
-                    shards.add(i, batch["centers"][row, :n], batch["global"][row])
+                _deliver(shards, job.pool, i, batch, row)
             bar.update(len(targets or ()))
     left = sorted(i for found in by_key.values() for i in found)
     log.info(
@@ -310,12 +312,7 @@ def _through_pool(ray: Any, job: ExtractJob, indices: list[int], plan: _Plan, sh
     ds = _encoded(ds, _Decode, (job.pool, job.backbone.preprocess, seeds), job, plan, "numpy")
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for row, i in enumerate(batch["index"].tolist()):
-            err = batch["error"][row]
-            if err:
-                shards.failed(job.pool, int(i), str(err))
-            else:
-                n = int(batch["counts"][row])
-                shards.add(int(i), batch["centers"][row, :n], batch["global"][row])
+            _deliver(shards, job.pool, int(i), batch, row)
         bar.update(len(batch["index"]))
 
 
