@@ -68,9 +68,8 @@ def default_workers(device: str = "cpu", cpus: int | None = None) -> int:
     the model runs on the CPU of a machine with two CPUs or fewer.
 
     There the model's threads already fill the cores, and a decoding process only takes
-    turns from them: on 2 cores, ``efficientnet_lite0`` extracted 469 images/s at 64 px
-    with no worker against 389 with one, and 16.8 against 15.0 at 224 px
-    (``benchmarks/throughput.py``; docs/scale.md).
+    turns from them (docs/scale.md, "Decoding workers on 2 cores": the whole
+    ``geal extract`` at 64 px took 0.95 times the wall time of one with a worker).
     """
     cpus = cpus if cpus is not None else os.cpu_count() or 1
     if device == "cpu" and cpus <= 2:
