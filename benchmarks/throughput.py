@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine
-from extract_speed import make_jpegs
+from extract_speed import make_jpegs, time_forward
 
 DEFAULT = (
     "efficientnet_lite0@64,efficientnet_lite0@224,focus_vits14@112,focus_vits14@224,dino_vits16@224"
@@ -53,21 +53,6 @@ def _backbone(model: str, size: int, device: str) -> tuple[Any, str]:
     except (GealError, OSError) as e:
         print(f"# {model}: published weights unavailable ({e}); random weights", file=sys.stderr)
         return create_backbone(model, "random", device, image_size=size), "random"
-
-
-def forward_rate(bb: Any, x: torch.Tensor, precision: str, repeats: int) -> float:
-    """Median images/s of ``repeats`` forward passes over the batch ``x``, after a warm-up."""
-    bf16 = precision == "bf16"
-    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        bb(x)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            bb(x)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-    return x.shape[0] / statistics.median(times)
 
 
 def main() -> None:
@@ -101,7 +86,7 @@ def main() -> None:
                 warm = pool.head(a.batch_size)
                 extract(warm, Path(tmp) / f"warm-{prec}", backbone=bb, precision=prec,
                         batch_size=a.batch_size, progress=False)  # fmt: skip
-                forward = forward_rate(bb, x, prec, a.repeats)
+                forward = time_forward(bb, x, prec, a.repeats, statistics.median)
                 t = time.process_time()
                 _, s = extract(pool, Path(tmp) / f"bank-{prec}", backbone=bb, precision=prec,
                                batch_size=a.batch_size, progress=False)  # fmt: skip
