@@ -31,7 +31,7 @@ BACKGROUND = (40, 90, 160)
 class DiscPool(Pool):
     """Labeled 28x28 items: a bright disc on black, as Fashion-MNIST objects sit on black."""
 
-    def load(self, index: int) -> Image.Image:
+    def load(self, index: int, draft: int | None = None) -> Image.Image:
         yy, xx = np.mgrid[:28, :28]
         radius = 6 + index % 7
         disc = ((yy - 14) ** 2 + (xx - 14) ** 2 <= radius**2) * (150 + index % 100)

@@ -82,3 +82,30 @@ def test_default_decoding_workers_leave_small_cpu_machines_to_the_model() -> Non
     assert default_workers("cpu", cpus=2) == 0 and default_workers("cpu", cpus=1) == 0
     assert default_workers("cuda", cpus=2) == 1  # a GPU model leaves the CPUs to decoding
     assert default_workers("cpu", cpus=4) == 3 and default_workers("cpu", cpus=64) == 8
+
+
+def test_engine_decodes_large_jpegs_at_the_reduced_scale_the_input_needs(tmp_path: Path) -> None:
+    """A photo far larger than the input is decoded at a reduced DCT scale (``Image.draft``),
+    through the pool as for a lazily opened file, and not in full first."""
+    import numpy as np
+    from PIL import Image
+
+    from geal.engines.local import _PoolImages
+    from geal.internal.images import decode_bytes
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (32, 32, 3), np.uint8)).resize((1024, 768))
+    (tmp_path / "pool").mkdir()
+    photo.save(tmp_path / "pool" / "big.jpg", quality=95)
+    pool = open_pool(tmp_path / "pool")
+    preprocess = create_backbone("efficientnet_lite0", "random", "cpu", image_size=64).preprocess
+    _, pixels, err = _PoolImages(pool, preprocess)[0]
+    assert err is None and pixels is not None and pixels.dtype == torch.uint8
+    x = preprocess.normalize(pixels[None])[0]  # a batch normalised at once: same values
+    with Image.open(tmp_path / "pool" / "big.jpg") as lazy:
+        assert torch.equal(x, preprocess(lazy))
+    full = preprocess(pool.load(0))  # every pixel decoded, then resized: other pixels
+    assert not torch.equal(x, full)
+    assert pool.load(0, 64).size == (128, 96) and pool.load(0).size == (1024, 768)
+    data = (tmp_path / "pool" / "big.jpg").read_bytes()
+    assert decode_bytes(data, 64).size == (128, 96) and decode_bytes(data).size == (1024, 768)

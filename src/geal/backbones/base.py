@@ -63,12 +63,25 @@ class Preprocess:
         sees the photo as people do; pixels wider than 8 bits are scaled by their real
         range (:func:`geal.internal.images.to_rgb`).
         """
+        return self.normalize(self.pixels(image))
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """The first half of :meth:`__call__`: the resized picture as uint8 ``[3, S, S]``.
+
+        Batches of these go through :meth:`normalize` in one step, which gives the same
+        values as :meth:`__call__` image by image at a fraction of the cost for small
+        inputs, and moves a quarter of the bytes between processes.
+        """
         size = self.image_size
         image.draft("RGB", (size, size))
         image = to_rgb(ImageOps.exif_transpose(image))
-        image = image.resize((size, size), resample=_RESAMPLE[self.interpolation])
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
-        x = pixels.permute(2, 0, 1).to(torch.float32).div_(255.0)
+        if image.size != (size, size):  # PIL returns a copy at the same size
+            image = image.resize((size, size), resample=_RESAMPLE[self.interpolation])
+        return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[..., 3, S, S]`` from :meth:`pixels` -> the model's float32 input."""
+        x = pixels.to(torch.float32).div_(255.0)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
         return x.sub_(mean).div_(std)

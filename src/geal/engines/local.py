@@ -21,7 +21,8 @@ from geal.pools.base import Pool
 
 
 class _PoolImages(Dataset[tuple[int, torch.Tensor | None, str | None]]):
-    """Decodes and preprocesses pool images; failures come back as messages, not errors."""
+    """Decodes pool images into uint8 model-sized pixels (normalised a batch at a time by
+    :func:`run`); failures come back as messages, not errors."""
 
     def __init__(self, pool: Pool, preprocess: Any):
         self.pool = pool
@@ -32,8 +33,8 @@ class _PoolImages(Dataset[tuple[int, torch.Tensor | None, str | None]]):
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
         try:
-            image = self.pool.load(index)
-            return index, self.preprocess(image), None
+            image = self.pool.load(index, self.preprocess.image_size)
+            return index, self.preprocess.pixels(image), None
         except Exception as e:  # any decoding problem is reported per image, never fatal
             return index, None, f"{type(e).__name__}: {e}"
 
@@ -95,6 +96,7 @@ def run(job: ExtractJob) -> None:
             for i, err in bad:
                 shards.failed(job.pool, i, err)
             if images is not None:
+                images = backbone.preprocess.normalize(images)
                 seeds = job.seeds_of(indices)
                 centers, counts, glob = encode_batch(backbone, images, seeds, job.options)
                 for row, i in enumerate(indices):

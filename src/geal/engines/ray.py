@@ -63,7 +63,7 @@ class _Decode:
         error = np.empty(len(index), dtype=object)
         for row, i in enumerate(index.tolist()):
             try:
-                images[row] = self.preprocess(self.pool.load(int(i))).numpy()
+                images[row] = self.preprocess(self.pool.load(int(i), size)).numpy()
                 error[row] = ""
             except Exception as e:  # reported per image, never fatal
                 error[row] = f"{type(e).__name__}: {e}"
@@ -183,7 +183,7 @@ class _DecodeBytes:
             keys[row] = np.frombuffer(key, np.uint8)
             seeds[row] = seed_of(key)
             try:
-                images[row] = self.preprocess(decode_bytes(data)).numpy()
+                images[row] = self.preprocess(decode_bytes(data, size)).numpy()
                 error[row] = ""
             except Exception as e:  # reported per image, never fatal
                 error[row] = f"{type(e).__name__}: {e}"

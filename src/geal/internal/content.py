@@ -33,6 +33,7 @@ KEY_BYTES = 32
 NO_KEY = bytes(KEY_BYTES)
 # Images hashed per round of the thread pool (bounds the futures alive at once).
 _CHUNK = 4096
+_TASK = 64  # files per hashing task
 
 
 def seed_of(key: bytes) -> int:
@@ -114,11 +115,16 @@ def content_keys(
         ):
             for a in range(0, len(todo), _CHUNK):
                 chunk: Sequence[int] = todo[a : a + _CHUNK]
-                for i, digest, err in ex.map(lambda j: _hash(pool, j), chunk):
-                    if digest is None:
-                        errors[i] = err or "unreadable"
-                        stat[i] = -1
-                    else:
-                        keys[i] = np.frombuffer(digest, np.uint8)
+                # a task per few dozen files: one future per small file costs more than
+                # hashing it
+                step = max(1, min(_TASK, -(-len(chunk) // workers)))
+                tasks = [chunk[b : b + step] for b in range(0, len(chunk), step)]
+                for done in ex.map(lambda js: [_hash(pool, j) for j in js], tasks):
+                    for i, digest, err in done:
+                        if digest is None:
+                            errors[i] = err or "unreadable"
+                            stat[i] = -1
+                        else:
+                            keys[i] = np.frombuffer(digest, np.uint8)
                 bar.update(len(chunk))
     return ContentKeys(keys, stat, errors, hashed=len(todo))

@@ -45,12 +45,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(grey).convert("RGB")
 
 
-def decode_bytes(data: bytes) -> Image.Image:
+def load_image(im: Image.Image, draft: int | None = None) -> Image.Image:
+    """Decode an opened image as 8-bit RGB, a JPEG at the smallest DCT scale that still
+    covers ``draft`` x ``draft`` when ``draft`` is given (see :meth:`geal.pools.Pool.load`)."""
+    if draft is not None:
+        im.draft("RGB", (draft, draft))
+    im.load()
+    return to_rgb(im)
+
+
+def decode_bytes(data: bytes, draft: int | None = None) -> Image.Image:
     """An image stored as encoded bytes (a Parquet row, a tar member), decoded by Pillow as
-    8-bit RGB; decoding errors are raised."""
+    8-bit RGB (``draft`` as for :func:`load_image`); decoding errors are raised."""
     with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return to_rgb(im)
+        return load_image(im, draft)
 
 
 def _value_range(values: np.ndarray, *, is_float: bool) -> tuple[float, float]:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from geal.errors import PoolError
-from geal.internal.images import to_rgb
+from geal.internal.images import load_image
 
 
 @dataclass(frozen=True)
@@ -89,19 +89,25 @@ class Pool(Sequence[PoolItem]):
         except KeyError:
             raise PoolError(f"pool {self.root} has no image with id {image_id!r}") from None
 
-    def load(self, index: int) -> Image.Image:
+    def load(self, index: int, draft: int | None = None) -> Image.Image:
         """Decode image ``index`` as an 8-bit RGB :class:`PIL.Image.Image`.
 
         Pixels wider than 8 bits (16-bit grey, 32-bit integer or float) are scaled by
         their real range, not clipped (see :func:`geal.internal.images.to_rgb`). Raises
         any decoding error unchanged; the extractor catches, counts and lists it.
+
+        Args:
+            index: pool index.
+            draft: the side the picture is for: a JPEG is decoded at the smallest DCT
+                scale that still covers ``draft`` x ``draft`` (``Image.draft``), which is
+                several times faster for large photos and deterministic. None decodes
+                every pixel. Pictures that are not JPEGs ignore it.
         """
         item = self.items[index]
         if item.path is None:
             raise NotImplementedError(f"{type(self).__name__} must implement load()")
         with Image.open(item.path) as im:
-            im.load()
-            return to_rgb(im)
+            return load_image(im, draft)
 
     def content_key(self, index: int) -> bytes:
         """sha256 digest of image ``index``'s content, which keys its per-image work.

@@ -169,8 +169,8 @@ class CifarPool(Pool):
         default_factory=lambda: np.zeros((0, ROW_BYTES), np.uint8), repr=False, compare=False
     )
 
-    def load(self, index: int) -> Image.Image:
-        """Image ``index`` as a 32x32 RGB picture."""
+    def load(self, index: int, draft: int | None = None) -> Image.Image:
+        """Image ``index`` as a 32x32 RGB picture (``draft`` does not apply to raw pixels)."""
         if not -len(self.items) <= index < len(self.items):
             raise IndexError(f"pool index {index} out of range")
         planes = self.pixels[index].reshape(3, 32, 32)

@@ -390,11 +390,11 @@ class HfPool(Pool):
             return Path(raw["path"]).read_bytes()
         raise PoolError(f"row {index} of {self.root} has no image")
 
-    def load(self, index: int) -> Image.Image:
+    def load(self, index: int, draft: int | None = None) -> Image.Image:
         """Image ``index`` decoded by Pillow as 8-bit RGB; decoding errors are raised."""
         if self.items[index].path is not None:
-            return super().load(index)
-        return decode_bytes(self._bytes(index))
+            return super().load(index, draft)
+        return decode_bytes(self._bytes(index), draft)
 
     def content_key(self, index: int) -> bytes:
         """sha256 of the row's stored image bytes (its file's bytes when it points at one)."""

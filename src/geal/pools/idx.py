@@ -192,8 +192,9 @@ class IdxPool(Pool):
             self.pixels = pixels
         return self.pixels
 
-    def load(self, index: int) -> Image.Image:
-        """Image ``index`` as RGB (the grey value repeated in every channel)."""
+    def load(self, index: int, draft: int | None = None) -> Image.Image:
+        """Image ``index`` as RGB (the grey value repeated in every channel); ``draft``
+        does not apply to raw pixels."""
         if not -len(self.items) <= index < len(self.items):
             raise IndexError(f"pool index {index} out of range")
         return Image.fromarray(np.asarray(self._array()[index])).convert("RGB")

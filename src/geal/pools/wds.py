@@ -134,9 +134,9 @@ class WdsPool(Pool):
             raise OSError(f"{self.shards[entry.shard]} ends inside item {self.items[index].id!r}")
         return data
 
-    def load(self, index: int) -> Image.Image:
+    def load(self, index: int, draft: int | None = None) -> Image.Image:
         """Image ``index`` decoded by Pillow as 8-bit RGB; decoding errors are raised."""
-        return decode_bytes(self._bytes(index))
+        return decode_bytes(self._bytes(index), draft)
 
     def content_key(self, index: int) -> bytes:
         """sha256 of the image's bytes as stored in the shard."""
