@@ -87,8 +87,9 @@ def rows(strategy: str, accs: list[float], budget: int = 10, role: str = REPORTI
             "budget": budget,
             "strategy": strategy,
             "accuracy": a,
+            "pool_seed": 100 + i,
         }
-        for a in accs
+        for i, a in enumerate(accs)
     ]
 
 
@@ -101,6 +102,12 @@ def test_bar_flags_a_default_below_the_best_peer_or_random() -> None:
     (q,) = bar_points(low)
     assert not q.meets_peer and not q.beats_random
     assert "below kmeans" in q.line() and "not above random" in q.line()
+    # the reason: differences paired by pool seed, against two standard errors
+    assert q.vs_peer == pytest.approx((-0.12, 0.0, 2))
+    assert "paired over 2 pool seeds: -12.0 ± 0.0 pts, beyond 2 SE: behind kmeans" in q.line()
+    noisy = rows("strata", [0.70, 0.80, 0.75]) + rows("random", [0.80, 0.70, 0.76])
+    (r,) = bar_points(noisy + rows("kmeans", [0.7, 0.7, 0.7]))
+    assert not r.beats_random and "within 2 SE of 0: not distinguishable" in r.line()
     # tuning rows and the traditional loops are not part of the reporting bar
     assert bar_points(rows("strata", [0.1]) + rows("random", [0.9]), role=TUNING) == []
     mixed = ok + rows("loop-entropy", [0.99, 0.99]) + rows("kmeans", [0.99], role=TUNING)

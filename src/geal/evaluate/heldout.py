@@ -334,6 +334,10 @@ class Point:
     best_std: float
     random: float
     runs: int
+    # paired over the pool seeds both ran: (mean of default - other, its standard error,
+    # pairs); None without pool seeds or with fewer than two pairs
+    vs_peer: tuple[float, float, int] | None = None
+    vs_random: tuple[float, float, int] | None = None
 
     @property
     def floor(self) -> float:
@@ -353,14 +357,40 @@ class Point:
             why.append(
                 f"{100 * (self.floor - self.default):.1f} pts below {self.best_peer} "
                 f"mean-std ({100 * self.best_mean:.1f}-{100 * self.best_std:.1f})"
+                + _paired(self.vs_peer, self.best_peer)
             )
         if not self.beats_random:
-            why.append(f"{100 * (self.random - self.default):.1f} pts not above random")
+            why.append(
+                f"{100 * (self.random - self.default):.1f} pts not above random"
+                + _paired(self.vs_random, "random")
+            )
         return (
             f"{self.dataset} {self.backbone} {self.protocol} b={self.budget}: default "
             f"{100 * self.default:.1f}±{100 * self.default_std:.1f} ({self.runs} runs); "
             + ("; ".join(why) if why else "ok")
         )
+
+
+def _paired(diff: tuple[float, float, int] | None, other: str) -> str:
+    """Why a shortfall stands or not: the paired difference over the pool seeds, and
+    whether it lies within two standard errors of zero (chance at that many seeds)."""
+    if diff is None:
+        return ""
+    mean, se, n = diff
+    verdict = (
+        "within 2 SE of 0: not distinguishable from chance"
+        if abs(mean) <= 2 * se
+        else f"beyond 2 SE: {'behind' if mean < 0 else 'ahead of'} {other} on these pools"
+    )
+    return f" [paired over {n} pool seeds: {100 * mean:+.1f} ± {100 * se:.1f} pts, {verdict}]"
+
+
+def _pair(a: dict[Any, float], b: dict[Any, float]) -> tuple[float, float, int] | None:
+    common = sorted(set(a) & set(b) - {None})
+    if len(common) < 2:
+        return None
+    d = np.array([a[s] - b[s] for s in common])
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)), int(d.size)
 
 
 def _std(v: Sequence[float]) -> float:
@@ -379,11 +409,14 @@ def bar_points(
     runs: pool seeds) and against random's mean. Peers: every other strategy of the
     rows except random and the traditional loops (or ``peers``)."""
     groups: dict[tuple[str, str, str, int], dict[str, list[float]]] = {}
+    by_pool: dict[tuple[str, str, str, int], dict[str, dict[Any, float]]] = {}
     for r in rows:
         if r.get("role") != role:
             continue
         key = (str(r.get("dataset", "?")), r["backbone"], r["protocol"], int(r["budget"]))
         groups.setdefault(key, {}).setdefault(r["strategy"], []).append(float(r["accuracy"]))
+        per = by_pool.setdefault(key, {}).setdefault(r["strategy"], {})
+        per[r.get("pool_seed")] = float(r["accuracy"])
     out = []
     for key in sorted(groups):
         accs = groups[key]
@@ -407,6 +440,8 @@ def bar_points(
                 best_std=_std(accs[best]),
                 random=float(np.mean(accs["random"])),
                 runs=len(accs[default]),
+                vs_peer=_pair(by_pool[key][default], by_pool[key][best]),
+                vs_random=_pair(by_pool[key][default], by_pool[key]["random"]),
             )
         )
     return out
