@@ -359,6 +359,14 @@ def main(argv: list[str] | None = None) -> None:
                                     "strategy": name, "seed": seed, "budget": budget}  # fmt: skip
                             if row_key(meta) in done:
                                 continue
+                            if name == "random" and (twin := _random_twin(result["rows"], meta)):
+                                # random's picks depend on the pool and the seed, not on
+                                # the bank: the same training, not run twice
+                                row = twin | {"backbone": model, "shared_from": twin["backbone"]}
+                                result["rows"].append(row)
+                                done.add(row_key(row))
+                                save()
+                                continue
                             key, sampler = STRATEGIES[name]
                             t = time.perf_counter()
                             ranking = select(
@@ -370,6 +378,17 @@ def main(argv: list[str] | None = None) -> None:
     result["command"] = shlex.join(["python", "benchmarks/detection.py", *sys.argv[1:]])
     save()
     write_outputs(result, out, print_bar=True)
+
+
+def _random_twin(rows: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any] | None:
+    """A trained ``random`` row of another selection backbone with the same pool, seed
+    and budget (every bank of a pool has the same readable images)."""
+    same = ("role", "variant", "strategy", "seed", "budget")
+    for r in rows:
+        shared = r["backbone"] == meta["backbone"] or "shared_from" in r
+        if not shared and all(r[k] == meta[k] for k in same):
+            return r
+    return None
 
 
 # ---------------------------------------------------------------------------- summary
