@@ -455,7 +455,9 @@ def open_selection_pool(
             )
         return pool
     except GealError as e:
-        raise GealError(f"cannot open the selection's pool: {e}; pass --pool PATH") from None
+        why = str(e)
+        hint = "" if "--pool PATH" in why else "; pass --pool PATH"
+        raise GealError(f"cannot open the selection's pool: {why}{hint}") from None
 
 
 def open_selection_bank(

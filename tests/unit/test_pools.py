@@ -89,7 +89,11 @@ def test_folder_without_images_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "readme.txt").write_text("no images")
     assert "holds no images" in assert_pool_error(tmp_path / "empty", tmp_path / "empty", "folder")
-    assert "cannot tell the format" in assert_pool_error(tmp_path / "empty", tmp_path / "empty")
+    assert "found no images or known dataset layout" in assert_pool_error(
+        tmp_path / "empty", tmp_path / "empty"
+    )
+    (tmp_path / "bare").mkdir()
+    assert "is empty: no images" in assert_pool_error(tmp_path / "bare", tmp_path / "bare")
 
 
 def _png16(path: Path, pixels: np.ndarray, colour_type: int) -> Path:

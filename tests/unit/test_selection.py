@@ -259,3 +259,22 @@ def test_the_recorded_pool_is_reopened_with_its_prefix(pool: Pool, tmp_path: Pat
     meta["pool"]["n"] = 7
     with pytest.raises(GealError, match="made on 7; pass --pool PATH"):
         open_selection_pool(meta)
+
+
+def test_a_moved_pool_is_one_error_that_says_pass_pool_once(tmp_path: Path) -> None:
+    from geal.extract import extract
+    from geal.selection import pool_of_bank
+
+    src = open_pool(make_folder_pool(tmp_path / "pool", 4).path)
+    bank, _ = extract(src, tmp_path / "bank", model="efficientnet_lite0", weights="random",
+                      image_size=32, progress=False)  # fmt: skip
+    out = tmp_path / "sel"
+    write_selection(out, src, {2: ranking([1, 3])}, [2])
+    meta, _ = read_selection(out)
+    (tmp_path / "pool").rename(tmp_path / "moved")
+    for opening in (lambda: open_selection_pool(meta, bank=bank), lambda: pool_of_bank(bank)):
+        with pytest.raises(GealError) as info:
+            opening()
+        message = str(info.value)
+        assert "no longer exists" in message and message.count("pass --pool PATH") == 1
+    assert open_selection_pool(meta, pool_path=tmp_path / "moved").ids == src.ids

@@ -81,8 +81,11 @@ def detect_format(path: str | Path) -> str:
             found = False
         if found:
             return fmt.name
+    if p.is_dir() and not any(p.iterdir()):
+        raise PoolError(f"pool folder {p} is empty: no images to pick from")
     raise PoolError(
-        f"cannot tell the format of {p}; pass --format with one of: {', '.join(f.name for f in detection_order())}"
+        f"found no images or known dataset layout in {p}, so cannot tell its format; "
+        f"pass --format with one of: {', '.join(f.name for f in detection_order())}"
     )
 
 
