@@ -99,3 +99,20 @@ def test_same_ranking_with_or_without_the_dot_cache() -> None:
     recomputed = select(bank, 40, "kernelcover", seed=1, cache_mb=0)
     assert cached.order.tolist() == recomputed.order.tolist()
     assert not (counts[cached.order] == 0).any()
+
+
+def test_same_ranking_on_the_pruned_coverage_state() -> None:
+    """The pruned state keeps its rows in group order; the kernel gains read them through
+    its permutation, so the picks and radii are those of the plain state."""
+    from geal.sampling import RunSettings
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 6, 400)
+    centres = rng.standard_normal((12, 24))
+    owner = rng.integers(0, 12, int(counts.sum()))
+    x = (centres[owner] + 0.4 * rng.standard_normal((owner.size, 24))).astype(np.float32)
+    bank = PatternBank.from_arrays(x, counts)
+    plain = select(bank, 60, "kernelcover", seed=2, run=RunSettings(prune="off"))
+    pruned = select(bank, 60, "kernelcover", seed=2, run=RunSettings(prune="on"))
+    assert pruned.order.tolist() == plain.order.tolist()
+    assert np.array_equal(pruned.radius, plain.radius)

@@ -47,7 +47,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from geal.coverage import DEFAULT_CHUNK, Coverage, CoverageState, greedy
+from geal.coverage import (
+    DEFAULT_CHUNK,
+    Coverage,
+    CoverageState,
+    PrunedCoverage,
+    greedy,
+    make_coverage,
+)
 from geal.coverage.kernels import kernel_gains
 from geal.errors import SelectionError
 from geal.internal.validation import check_scalar
@@ -69,8 +76,12 @@ class KernelCover:
     picks (labeled ones included) through the coverage state it is called with.
     """
 
-    def __init__(self, cov: Coverage, sample: int, seed: int, cache_mb: float = 1024):
+    def __init__(
+        self, cov: Coverage | PrunedCoverage, sample: int, seed: int, cache_mb: float = 1024
+    ):
         self.cov = cov
+        # the pruned state keeps its grid rows in group order: pattern row r is at inv[r]
+        self._inv: np.ndarray | None = getattr(cov, "inv", None)
         self.cache_bytes = cache_mb * 2**20
         self._cache: np.ndarray | None = None
         m = cov.units.shape[0]
@@ -92,7 +103,9 @@ class KernelCover:
         self.evaluations = 0
 
     def _rows(self, rows: np.ndarray, dtype: Any = np.float64) -> torch.Tensor:
-        return torch.from_numpy(self.cov.units[rows].view(np.float16).astype(dtype))
+        """Grid rows of patterns ``rows`` (bank order), in the given dtype."""
+        at = rows if self._inv is None else self._inv[rows]
+        return torch.from_numpy(self.cov.units[at].view(np.float16).astype(dtype))
 
     def _image_rows(self, i: int) -> torch.Tensor:
         return self._rows(np.arange(self.cov.offsets[i], self.cov.offsets[i + 1]))
@@ -220,7 +233,8 @@ def _memory(shape: BankShape, budget: int, params: KernelCoverParams, run: RunSe
     cache = min(int(params.cache_mb * 2**20), 4 * shape.n * params.sample)  # dot products
     sample = 8 * params.sample * shape.dim + 16 * shape.n  # client rows, gains
     chunk = 2 * 4 * min(DEFAULT_CHUNK, shape.n) * params.sample  # a chunk's products, max
-    return coverage_bytes(shape, dataclasses.replace(run, prune="off")) + cache + sample + chunk
+    state = coverage_bytes(shape, dataclasses.replace(run, device="cpu"))
+    return state + cache + sample + chunk
 
 
 @register_sampler("kernelcover", KernelCoverParams, memory=_memory)
@@ -242,7 +256,12 @@ def kernelcover(
         raise SelectionError(
             "kernelcover uses the cosine distance (its kernel lives on the sphere)"
         )
-    cov = Coverage(bank.pattern_blocks(), bank.counts, chunk=run.chunk, release=bank.release_block)
+    # the exact coverage state that reports each pick's radius: pruned on large banks
+    # (as prob/fds on the CPU; the same state, so the same ranking), else one pass per pick
+    cov = make_coverage(
+        bank.pattern_blocks(), bank.counts, distance="cosine", device="cpu",
+        chunk=run.chunk, prune=run.prune, release=bank.release_block,
+    )  # fmt: skip
     ranked = {"distance": distance, "sample": params.sample}
     picks = greedy(
         cov,
