@@ -116,3 +116,17 @@ def test_same_ranking_on_the_pruned_coverage_state() -> None:
     pruned = select(bank, 60, "kernelcover", seed=2, run=RunSettings(prune="on"))
     assert pruned.order.tolist() == plain.order.tolist()
     assert np.array_equal(pruned.radius, plain.radius)
+
+
+def test_the_dot_table_may_take_half_the_available_memory_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from geal.sampling.kernelcover import KernelCoverParams
+
+    monkeypatch.setenv("GEAL_MEMORY_LIMIT", str(10 * 2**30))
+    assert KernelCoverParams().cache_bytes() == 5 * 2**30
+    monkeypatch.setenv("GEAL_MEMORY_LIMIT", str(2**29))  # little memory: still 1 GiB
+    assert KernelCoverParams().cache_bytes() == 2**30
+    assert KernelCoverParams(cache_mb=10).cache_bytes() == 10 * 2**20
+    with pytest.raises(SelectionError, match="cache_mb"):
+        KernelCoverParams(cache_mb=-1)

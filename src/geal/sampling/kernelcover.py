@@ -57,6 +57,7 @@ from geal.coverage import (
 )
 from geal.coverage.kernels import kernel_gains
 from geal.errors import SelectionError
+from geal.internal.memory import available_bytes
 from geal.internal.validation import check_scalar
 from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
 from geal.sampling.geal import coverage_bytes
@@ -77,12 +78,12 @@ class KernelCover:
     """
 
     def __init__(
-        self, cov: Coverage | PrunedCoverage, sample: int, seed: int, cache_mb: float = 1024
+        self, cov: Coverage | PrunedCoverage, sample: int, seed: int, cache_bytes: float = 2**30
     ):
         self.cov = cov
         # the pruned state keeps its grid rows in group order: pattern row r is at inv[r]
         self._inv: np.ndarray | None = getattr(cov, "inv", None)
-        self.cache_bytes = cache_mb * 2**20
+        self.cache_bytes = cache_bytes
         self._cache: np.ndarray | None = None
         m = cov.units.shape[0]
         rng = np.random.default_rng([int(seed), 0x6B636F76])
@@ -218,19 +219,30 @@ class KernelCoverParams(SamplerParams):
     Attributes:
         sample: client patterns the gains are summed over (>= 1).
         cache_mb: keep the images x sample dot products in memory when they fit in this
-            many MiB (>= 0); each new scale then costs no matrix product.
+            many MiB (>= 0); each new scale then costs no matrix product. None (the
+            default): half the memory available when the selection starts, at least
+            1 GiB. The picks are the same either way; only the time changes.
     """
 
     sample: int = 4000
-    cache_mb: float = 1024
+    cache_mb: float | None = None
 
     def __post_init__(self) -> None:
         check_scalar(self.sample, "sample", int, min_val=1, error=SelectionError)
-        check_scalar(self.cache_mb, "cache_mb", float, min_val=0, error=SelectionError)
+        if self.cache_mb is not None:
+            check_scalar(self.cache_mb, "cache_mb", float, min_val=0, error=SelectionError)
+
+    def cache_bytes(self) -> float:
+        """The most bytes the dot-product table may take (see ``cache_mb``)."""
+        if self.cache_mb is not None:
+            return float(self.cache_mb) * 2**20
+        free = available_bytes()
+        return max(float(2**30), 0.5 * free) if free is not None else float(2**30)
 
 
 def _memory(shape: BankShape, budget: int, params: KernelCoverParams, run: RunSettings) -> int:
-    cache = min(int(params.cache_mb * 2**20), 4 * shape.n * params.sample)  # dot products
+    table = 4 * shape.n * params.sample  # the dot products, kept when they fit
+    cache = table if table <= params.cache_bytes() else 0
     sample = 8 * params.sample * shape.dim + 16 * shape.n  # client rows, gains
     chunk = 2 * 4 * min(DEFAULT_CHUNK, shape.n) * params.sample  # a chunk's products, max
     state = coverage_bytes(shape, dataclasses.replace(run, device="cpu"))
@@ -266,7 +278,7 @@ def kernelcover(
     picks = greedy(
         cov,
         budget,
-        KernelCover(cov, params.sample, seed, float(params.cache_mb)),
+        KernelCover(cov, params.sample, seed, params.cache_bytes()),
         strategy="kernelcover",
         seed=seed,
         labeled=labeled,
