@@ -394,3 +394,22 @@ def test_memory_estimates_follow_the_chunk_and_the_pool() -> None:
     for name in SAMPLERS:  # every estimate grows with the pool
         s = SAMPLERS[name]
         assert s.memory_bytes(big, 100) > s.memory_bytes(BankShape(2000, 10_000, 384), 100)
+
+
+def test_samplers_that_do_not_scale_warn_before_far_more_work_than_measured(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from geal.sampling import base
+
+    line = base.scale_warning("kmeans", 1_000_000, 10_000)
+    assert line is not None and "about 10 times the work" in line and "51 CPU minutes" in line
+    assert "3.1 CPU hours" in str(base.scale_warning("kernelcover", 1_000_000, 27_000))
+    assert base.scale_warning("kmeans", 100_000, 10_000) is None  # the measured size
+    for scales in ("strata", "prob", "fds", "random"):
+        assert base.scale_warning(scales, 10**7, 10**5) is None
+    monkeypatch.setitem(base.MEASURED_RUNS, "kmeans", (10, 1, 1.0))
+    with caplog.at_level(logging.WARNING, logger="geal.sampling.base"):
+        select(random_bank(0, 40), 4, "kmeans", seed=0)
+    assert "strategy 'kmeans' on 40 images with budget 4 is about 16 times" in caplog.text

@@ -17,6 +17,7 @@ any budget n is its first n entries when the sampler nests budgets.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from geal.errors import SelectionError
 from geal.internal.memory import available_bytes, gib
 from geal.internal.registry import Registry
 from geal.internal.validation import check_choice, check_scalar
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -222,6 +225,8 @@ class Sampler(Generic[P]):
         run = run or RunSettings()
         shape = BankShape(bank.n, bank.n_patterns, bank.dim, len(set(labeled or ())))
         self.check_memory(shape, budget, hyper, run)
+        if (warning := scale_warning(self.name, bank.n, budget)) is not None:
+            log.warning("%s", warning)
         return self.fn(
             bank,
             budget,
@@ -234,6 +239,39 @@ class Sampler(Generic[P]):
 
 
 SAMPLERS: Registry[Sampler[Any]] = Registry("strategy", error=SelectionError)
+
+# Measured reference runs of the samplers whose work grows with images x budget (and that
+# do not run at a million images): (images, budget, CPU seconds) on 2 cores, synthetic
+# banks of 5 patterns x 384 dims (benchmarks/results/scale.json; docs/scale.md).
+MEASURED_RUNS: dict[str, tuple[int, int, float]] = {
+    "kcenter": (100_000, 10_000, 151),
+    "probcover": (100_000, 10_000, 168),
+    "typiclust": (100_000, 10_000, 66),
+    "kmeans": (100_000, 10_000, 304),
+    "activeft": (100_000, 10_000, 324),
+    "kernelcover": (100_000, 10_000, 408),
+}
+_WARN_ABOVE = 3.0  # times the work of the measured run
+
+
+def scale_warning(name: str, images: int, budget: int) -> str | None:
+    """One line when ``name`` is asked for far more work than its measured run; None
+    when it is not (or scales further: ``random``, ``strata``, ``prob``, ``fds``)."""
+    ref = MEASURED_RUNS.get(name)
+    if ref is None:
+        return None
+    n, b, cpu = ref
+    times = images * budget / (n * b)
+    if times <= _WARN_ABOVE:
+        return None
+    minutes = times * cpu / 60
+    expect = f"{minutes:,.0f} CPU minutes" if minutes < 120 else f"{minutes / 60:,.1f} CPU hours"
+    return (
+        f"strategy {name!r} on {images:,} images with budget {budget:,} is about "
+        f"{times:,.0f} times the work of a measured run ({n:,} images, budget {b:,}: "
+        f"{cpu:,.0f} CPU s on 2 cores), so expect {expect} or more; strata, prob and fds "
+        "select 10,000 of a million images in minutes (docs/scale.md)"
+    )
 
 
 def register_sampler(
