@@ -587,8 +587,9 @@ def _markdown(
         *[f"# earlier, resumed: {c}" for c in result.get("earlier_commands", [])],
         "```",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores shared with other jobs, one process, "
-        f"torch {m['torch']} with 1 thread. {len(rows)} trainings, "
+        f"Machine: {m['cpu']}, {m['cores']} cores shared with other jobs, "
+        f"{result.get('processes', 'one')} benchmark process(es) at a time, "
+        f"torch {m['torch']} with 1 thread each. {len(rows)} trainings, "
         f"{train_s / 60:.0f} min of training and scoring in all; other stages (seconds): "
         + ", ".join(f"{k} {v}" for k, v in result["timings"].items())
         + ".",
