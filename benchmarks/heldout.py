@@ -184,13 +184,13 @@ def main(argv: list[str] | None = None) -> None:
             ),
         )
 
+    stage = args.stage if args.stage is not None else 3 if args.model == MODEL else None
     for name in args.datasets:
         data = load_dataset(name, fashion_dir=args.fashion)
         budgets = per_class_budgets(data.classes, args.per_class)
         for i, pool_seed in enumerate(args.pool_seeds):
             split = make_split(data, args.role, pool_seed, POOL_SIZES[name])
             pool_file, scored_file = materialise(data, split, cache / "splits")
-            stage = args.stage if args.stage is not None else 3 if args.model == MODEL else None
             bbs = backbones(args.image_size, bool(args.control_strategies), stage, args.model)
             task = build_task(
                 open_pool(pool_file.parent, "idx", split="train"),

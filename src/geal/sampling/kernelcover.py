@@ -47,20 +47,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from geal.coverage import (
-    DEFAULT_CHUNK,
-    Coverage,
-    CoverageState,
-    PrunedCoverage,
-    greedy,
-    make_coverage,
-)
+from geal.coverage import DEFAULT_CHUNK, Coverage, CoverageState, PrunedCoverage, greedy
 from geal.coverage.kernels import kernel_gains
 from geal.errors import SelectionError
 from geal.internal.memory import available_bytes
 from geal.internal.validation import check_scalar
 from geal.sampling.base import BankShape, Ranking, RunSettings, SamplerParams, register_sampler
-from geal.sampling.geal import coverage_bytes
+from geal.sampling.geal import coverage_bytes, pattern_coverage
 
 if TYPE_CHECKING:
     from geal.bank import PatternBank
@@ -270,10 +263,7 @@ def kernelcover(
         )
     # the exact coverage state that reports each pick's radius: pruned on large banks
     # (as prob/fds on the CPU; the same state, so the same ranking), else one pass per pick
-    cov = make_coverage(
-        bank.pattern_blocks(), bank.counts, distance="cosine", device="cpu",
-        chunk=run.chunk, prune=run.prune, release=bank.release_block,
-    )  # fmt: skip
+    cov = pattern_coverage(bank, run=dataclasses.replace(run, device="cpu"))
     ranked = {"distance": distance, "sample": params.sample}
     picks = greedy(
         cov,
