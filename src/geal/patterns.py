@@ -69,7 +69,15 @@ def knowledge_clusters(
         threshold: attention mass kept by :func:`attention_filter`.
         clusters: K; 1 means the mean of the kept tokens.
         seed: run seed.
+
+    Returns:
+        The clusters, with ``kept``: how many tokens hold ``threshold`` of each image's
+        attention mass. Attention spread over many tokens means much in the image that
+        the model looks at; on composite detection pools it grows with the object count
+        (``docs/samplers.md``, pick ``objects`` of ``strata``).
     """
     mask = attention_filter(saliency, threshold)
     u = image_uniforms(seed, keys, clusters).to(tokens.device)
-    return batched_kmeans(tokens, mask, clusters, u, max_iter=max_iter, tol=tol)
+    cl = batched_kmeans(tokens, mask, clusters, u, max_iter=max_iter, tol=tol)
+    cl.kept = mask.sum(1, dtype=torch.int32)
+    return cl

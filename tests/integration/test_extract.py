@@ -32,6 +32,7 @@ def _banks_equal(a: Path, b: Path) -> None:
         assert sa.patterns.dtype == sb.patterns.dtype
         assert np.array_equal(sa.patterns.view(np.uint8), sb.patterns.view(np.uint8))
         assert np.array_equal(sa.global_.view(np.uint8), sb.global_.view(np.uint8))  # type: ignore[union-attr]
+        assert np.array_equal(sa.kept, sb.kept)  # type: ignore[arg-type]
         assert sa.failed == sb.failed
 
 
@@ -170,6 +171,9 @@ def test_more_clusters_than_tokens_is_the_bank_of_k_equal_tokens(
     exact, _ = extract(pool, tmp_path / "kT", clusters=tokens, **common)  # type: ignore[arg-type]
     assert big.counts.tolist() == exact.counts.tolist()
     assert set(big.counts.tolist()) == {0, tokens}  # broken.jpg has none, the rest all T
+    # threshold 1.0 keeps every token: the bank records all T as kept, 0 for broken.jpg
+    assert big.kept_tokens is not None
+    assert big.kept_tokens.tolist() == big.counts.tolist()
     assert np.array_equal(big.patterns_array(), exact.patterns_array())
 
 
@@ -339,3 +343,26 @@ def test_a_second_process_waits_for_the_bank_and_reuses_it(tmp_path: Path) -> No
     fresh = [ln for ln in lines if "reused" not in ln and ln.startswith("10 images,")]
     assert len(fresh) == 1 and len(again) == 1, lines  # one extracted, the other reused it
     assert PatternBank.open(bank).n == 10
+
+
+def test_bank_records_how_many_tokens_each_image_kept(
+    pool_dir: Path, backbone, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from geal.patterns import attention_filter
+
+    pool = open_pool(pool_dir).head(12)
+    bank, _ = extract(
+        pool, tmp_path / "b", backbone=backbone, workers=0, precision="fp32", threshold=0.5,
+        progress=False,
+    )  # fmt: skip
+    kept = bank.kept_tokens
+    assert kept is not None and kept.shape == (12,)
+    ok = [i for i in range(12) if bank.counts[i] > 0]
+    with torch.no_grad():
+        out = backbone(torch.stack([backbone.preprocess(pool.load(i)) for i in ok]))
+    expected = attention_filter(out.saliency.float(), 0.5).sum(1)
+    assert kept[ok].tolist() == expected.tolist()
+    assert kept[ok].min() >= 1 and kept[ok].max() <= backbone.tokens_per_image
+    assert (kept[bank.counts == 0] == 0).all()

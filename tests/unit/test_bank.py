@@ -246,3 +246,24 @@ def test_replacement_interrupted_between_its_renames_is_finished_next_time(
     assert w3.complete and w3.root == root
     assert PatternBank.open(root).manifest["pool"]["fingerprint"] == "changed"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # nothing left beside it
+
+
+def test_kept_counts_round_trip_and_count_in_the_content_hash(tmp_path: Path) -> None:
+    from geal.bank import NO_KEPT, write_shard
+
+    args = _shard_args()
+    write_shard(tmp_path / "a.safetensors", failed=[], **args)  # type: ignore[arg-type]
+    write_shard(tmp_path / "b.safetensors", failed=[], kept=np.array([7, 0, 3]), **args)  # type: ignore[arg-type]
+    write_shard(tmp_path / "c.safetensors", failed=[], kept=np.array([7, 0, 4]), **args)  # type: ignore[arg-type]
+    a, b, c = (read_shard(tmp_path / f"{x}.safetensors") for x in "abc")
+    assert a.kept is None and b.kept is not None and b.kept.tolist() == [7, 0, 3]
+    assert len({a.content_digest(), b.content_digest(), c.content_digest()}) == 3
+    assert PatternBank([a], {"n": 3}).kept_tokens is None  # a shard made before it was recorded
+    assert PatternBank([b], {"n": 3}).kept_tokens.tolist() == [7, 0, 3]  # type: ignore[union-attr]
+    write_shard(
+        tmp_path / "d.safetensors",
+        failed=[],
+        kept=np.array([7, NO_KEPT, 3]),
+        **args,  # type: ignore[arg-type]
+    )
+    assert PatternBank([read_shard(tmp_path / "d.safetensors")], {"n": 3}).kept_tokens is None

@@ -3,7 +3,7 @@
 A bank is a directory::
 
     bank.json                 manifest: options, pool, N, D, dtype, shards, content hash
-    shard-00000.safetensors   images [0, S): counts, patterns, global, keys, stat, ids
+    shard-00000.safetensors   images [0, S): counts, patterns, global, keys, stat, ids, kept
     shard-00001.safetensors   images [S, 2S) ...
     failed.json               images that could not be read, with the reason
 
@@ -36,7 +36,7 @@ from geal.bank.manifest import (
     read_manifest,
 )
 from geal.bank.reader import PatternBank
-from geal.bank.shards import Shard, read_shard, shard_name, write_shard
+from geal.bank.shards import NO_KEPT, Shard, read_shard, shard_name, write_shard
 from geal.bank.writer import BankWriter, ReusableRows, ReusedRow, bank_lock, lock_path
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
     "MATCH_KEYS",
+    "NO_KEPT",
     "BankWriter",
     "PatternBank",
     "ReusableRows",

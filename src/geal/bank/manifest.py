@@ -130,6 +130,7 @@ def shard_digest(
     keys: np.ndarray | None,
     ids: Sequence[str] | None,
     failed: list[dict[str, Any]],
+    kept: np.ndarray | None = None,
 ) -> str:
     """sha256 of one shard's content: its arrays (dtype, shape, bytes), ids and failures.
 
@@ -137,7 +138,7 @@ def shard_digest(
     """
     h = hashlib.sha256()
     for name, arr in (("counts", counts), ("patterns", patterns), ("global", global_),
-                      ("keys", keys)):  # fmt: skip
+                      ("keys", keys), ("kept", kept)):  # fmt: skip
         if arr is None:
             continue
         a = np.ascontiguousarray(arr)

@@ -86,6 +86,19 @@ class PatternBank:
             return recorded
         return combine_digests([s.content_digest() for s in self.shards])
 
+    @property
+    def kept_tokens(self) -> np.ndarray | None:
+        """Tokens each image's patterns were fitted on, int64 ``[N]``: how many tokens
+        hold the attention mass the filter keeps (0 for unreadable images). ``None``
+        when a shard does not record it or a row is unknown (a row reused from a bank
+        made before it was recorded): extracting into a fresh ``--out`` records it."""
+        if any(s.kept is None for s in self.shards):
+            return None
+        kept = np.concatenate([s.kept for s in self.shards if s.kept is not None])
+        if (kept < 0).any():
+            return None
+        return kept.astype(np.int64)
+
     # --- access -----------------------------------------------------------------------
     def iter_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_pattern, patterns)`` shard by shard, without copying."""
@@ -143,9 +156,14 @@ class PatternBank:
         counts: np.ndarray,
         global_: np.ndarray | None = None,
         manifest: dict[str, Any] | None = None,
+        kept: np.ndarray | None = None,
     ) -> PatternBank:
         """An in-memory bank (tests, synthetic benchmarks, library use)."""
         counts = np.asarray(counts, dtype=np.int32)
+        if kept is not None:
+            kept = np.asarray(kept, dtype=np.int32)
+            if kept.shape != counts.shape:
+                raise ValueError("kept must be [len(counts)]")
         patterns = np.asarray(patterns)
         if patterns.ndim != 2 or int(counts.sum()) != patterns.shape[0]:
             raise ValueError("patterns must be [sum(counts), D]")
@@ -157,7 +175,7 @@ class PatternBank:
             "options": {},
         }
         man.update(manifest or {})
-        return cls([Shard(0, counts, patterns, global_, [])], man)
+        return cls([Shard(0, counts, patterns, global_, [], kept=kept)], man)
 
     @classmethod
     def open(cls, root: str | Path, *, require_complete: bool = True) -> PatternBank:

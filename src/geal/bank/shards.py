@@ -21,6 +21,9 @@ from geal.internal.io import atomic_open
 log = logging.getLogger(__name__)
 
 
+NO_KEPT = -1  # ``kept`` of a row reused from a bank that did not record it
+
+
 def shard_name(k: int) -> str:
     return f"shard-{k:05d}.safetensors"
 
@@ -30,7 +33,9 @@ class Shard:
     """One shard's arrays (memory-mapped when read from disk).
 
     ``keys`` (uint8 ``[n, 32]``), ``stat`` (int64 ``[n, 2]``) and ``ids`` describe each
-    row's image; they are ``None`` in banks built from arrays.
+    row's image; they are ``None`` in banks built from arrays. ``kept`` (int32 ``[n]``)
+    is how many tokens each image's patterns were fitted on (0 for unreadable images,
+    :data:`NO_KEPT` where unknown); ``None`` in shards written before it was recorded.
     """
 
     start: int
@@ -43,6 +48,7 @@ class Shard:
     stat: np.ndarray | None = None
     ids: list[str] | None = None
     digest: str | None = field(default=None, repr=False)
+    kept: np.ndarray | None = None
 
     def release(self) -> None:
         """Drop this shard's pages from memory (they are read again from disk if needed)."""
@@ -57,7 +63,13 @@ class Shard:
         """sha256 of what the shard holds (see :func:`shard_digest`)."""
         if self.digest is None:
             self.digest = shard_digest(
-                self.counts, self.patterns, self.global_, self.keys, self.ids, self.failed
+                self.counts,
+                self.patterns,
+                self.global_,
+                self.keys,
+                self.ids,
+                self.failed,
+                self.kept,
             )
         return self.digest
 
@@ -99,6 +111,7 @@ def write_shard(
     keys: np.ndarray | None = None,
     stat: np.ndarray | None = None,
     ids: Sequence[str] | None = None,
+    kept: np.ndarray | None = None,
 ) -> str:
     """Write one shard atomically (temp file + rename); returns its content digest."""
     tensors: dict[str, np.ndarray] = {"counts": np.ascontiguousarray(counts, dtype=np.int32)}
@@ -109,9 +122,11 @@ def write_shard(
         tensors["keys"] = np.ascontiguousarray(keys, dtype=np.uint8).reshape(-1, KEY_BYTES)
     if stat is not None:
         tensors["stat"] = np.ascontiguousarray(stat, dtype=np.int64).reshape(-1, 2)
+    if kept is not None:
+        tensors["kept"] = np.ascontiguousarray(kept, dtype=np.int32).reshape(-1)
     digest = shard_digest(
         tensors["counts"], tensors["patterns"], tensors.get("global"), tensors.get("keys"),
-        ids, failed,
+        ids, failed, tensors.get("kept"),
     )  # fmt: skip
     meta = {
         "start": str(start),
@@ -157,11 +172,11 @@ def read_shard(path: Path) -> Shard:
     if (
         int(counts.sum()) != patterns.shape[0]
         or (ids is not None and len(ids) != n)
-        or any(name in arrays and arrays[name].shape[0] != n for name in ("keys", "stat"))
+        or any(name in arrays and arrays[name].shape[0] != n for name in ("keys", "stat", "kept"))
     ):
         raise BankError(f"bank shard {path} is inconsistent; delete it and rerun `geal extract`")
     return Shard(
         start, counts, patterns, arrays.get("global"), failed, mm,
         keys=arrays.get("keys"), stat=arrays.get("stat"), ids=ids,
-        digest=meta.get("content_sha256"),
+        digest=meta.get("content_sha256"), kept=arrays.get("kept"),
     )  # fmt: skip

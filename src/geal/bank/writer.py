@@ -24,7 +24,7 @@ from geal.bank.manifest import (
     same_pool,
 )
 from geal.bank.reader import PatternBank
-from geal.bank.shards import Shard, read_shard, shard_name, write_shard
+from geal.bank.shards import NO_KEPT, Shard, read_shard, shard_name, write_shard
 from geal.errors import BankError
 from geal.internal.content import NO_KEY
 from geal.internal.io import atomic_write_json
@@ -41,6 +41,7 @@ class ReusedRow:
     patterns: np.ndarray
     global_: np.ndarray | None
     failed: dict[str, Any] | None
+    kept: int = NO_KEPT
 
 
 class ReusableRows:
@@ -120,7 +121,8 @@ class ReusableRows:
         shard, r, a = hit
         pats = shard.patterns[a : a + int(shard.counts[r])]
         glob = shard.global_[r] if shard.global_ is not None else None
-        return ReusedRow(pats, glob, self._failed[id(shard)].get(r))
+        kept = int(shard.kept[r]) if shard.kept is not None else NO_KEPT
+        return ReusedRow(pats, glob, self._failed[id(shard)].get(r), kept)
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -369,6 +371,7 @@ class BankWriter:
         keys: np.ndarray | None = None,
         stat: np.ndarray | None = None,
         ids: Sequence[str] | None = None,
+        kept: np.ndarray | None = None,
     ) -> None:
         start, stop = self.shard_range(k)
         if counts.shape[0] != stop - start:
@@ -379,7 +382,7 @@ class BankWriter:
             atomic_write_json(self.root / MANIFEST, self.manifest)
         write_shard(
             self.root / shard_name(k), start, counts, patterns, global_, failed,
-            keys=keys, stat=stat, ids=ids,
+            keys=keys, stat=stat, ids=ids, kept=kept,
         )  # fmt: skip
 
     def finish(self) -> PatternBank:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def encode_batch(
     backbone: Backbone, images: torch.Tensor, seeds: list[int], options: Mapping[str, Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One forward pass + knowledge clusters of a batch of preprocessed images.
 
     Args:
@@ -33,8 +33,9 @@ def encode_batch(
             ``max_iter``, ``tol``).
 
     Returns:
-        ``(centers[B, K, D], counts[B], global[B, D])`` as numpy arrays; image ``b`` has
-        ``counts[b]`` patterns, the first rows of ``centers[b]``.
+        ``(centers[B, K, D], counts[B], global[B, D], kept[B])`` as numpy arrays; image
+        ``b`` has ``counts[b]`` patterns, the first rows of ``centers[b]``, fitted on the
+        ``kept[b]`` tokens the attention filter kept.
     """
     dev = backbone.device
     autocast = torch.autocast(
@@ -53,4 +54,10 @@ def encode_batch(
             max_iter=options["max_iter"],
             tol=options["tol"],
         )
-    return cl.centers.cpu().numpy(), cl.counts.cpu().numpy(), out.global_.float().cpu().numpy()
+    assert cl.kept is not None
+    return (
+        cl.centers.cpu().numpy(),
+        cl.counts.cpu().numpy(),
+        out.global_.float().cpu().numpy(),
+        cl.kept.cpu().numpy(),
+    )

@@ -98,7 +98,7 @@ def run(job: ExtractJob) -> None:
             if images is not None:
                 images = backbone.preprocess.normalize(images)
                 seeds = job.seeds_of(indices)
-                centers, counts, glob = encode_batch(backbone, images, seeds, job.options)
+                centers, counts, glob, kept = encode_batch(backbone, images, seeds, job.options)
                 for row, i in enumerate(indices):
-                    shards.add(i, centers[row, : counts[row]], glob[row])
+                    shards.add(i, centers[row, : counts[row]], glob[row], int(kept[row]))
             bar.update(len(indices) + len(bad))

@@ -87,13 +87,20 @@ class _Encode:
         k, dim = self.options["clusters"], self.backbone.dim
         centers = np.zeros((rows, k, dim), np.float32)
         counts = np.zeros(rows, np.int32)
+        kept = np.zeros(rows, np.int32)
         glob = np.zeros((rows, dim), np.float32)
         if ok.any():
             images = torch.from_numpy(np.ascontiguousarray(batch["image"][ok]))
             seeds = [int(s) for s in batch["seed"][ok]]
-            c, n, g = encode_batch(self.backbone, images, seeds, self.options)
-            centers[ok], counts[ok], glob[ok] = c, n, g
-        out = {"centers": centers, "counts": counts, "global": glob, "error": batch["error"]}
+            c, n, g, t = encode_batch(self.backbone, images, seeds, self.options)
+            centers[ok], counts[ok], glob[ok], kept[ok] = c, n, g, t
+        out = {
+            "centers": centers,
+            "counts": counts,
+            "global": glob,
+            "kept": kept,
+            "error": batch["error"],
+        }
         out.update({name: batch[name] for name in ("index", "key") if name in batch})
         return out
 
@@ -260,7 +267,7 @@ def _deliver(shards: Any, pool: Pool, i: int, batch: dict[str, np.ndarray], row:
         shards.failed(pool, i, str(err))
     else:
         n = int(batch["counts"][row])
-        shards.add(i, batch["centers"][row, :n], batch["global"][row])
+        shards.add(i, batch["centers"][row, :n], batch["global"][row], int(batch["kept"][row]))
 
 
 def _direct(ray: Any, job: ExtractJob, source: DirectSource, indices: list[int], plan: _Plan,

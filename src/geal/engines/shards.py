@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from geal.bank import BankWriter, ReusableRows, ReusedRow
+from geal.bank import NO_KEPT, BankWriter, ReusableRows, ReusedRow
 from geal.internal.content import ContentKeys
 from geal.pools.base import Pool
 
@@ -99,6 +99,7 @@ class ShardAssembler:
             "left": b - a,
             "patterns": [None] * (b - a),
             "global": [None] * (b - a),
+            "kept": np.full(b - a, NO_KEPT, dtype=np.int32),
             "failed": [],
         }
         self.pending[k] = acc
@@ -111,7 +112,7 @@ class ShardAssembler:
                 if known.failed is not None:
                     self._fail(acc, i, _moved(known.failed, self._item_path(i)), quiet=True)
                 else:
-                    self._put(acc, i, known.patterns, known.global_)
+                    self._put(acc, i, known.patterns, known.global_, known.kept)
         self._check(k)
         return acc
 
@@ -124,6 +125,7 @@ class ShardAssembler:
             log.warning(
                 "skipping unreadable image %s: %s", (item.path or item.id) if item else i, reason
             )
+        acc["kept"][i - self.ranges[i // self.size][0]] = 0
         acc["failed"].append(
             {
                 "index": i,
@@ -135,11 +137,17 @@ class ShardAssembler:
         acc["left"] -= 1
 
     def _put(
-        self, acc: dict[str, Any], i: int, patterns: np.ndarray, global_: np.ndarray | None
+        self,
+        acc: dict[str, Any],
+        i: int,
+        patterns: np.ndarray,
+        global_: np.ndarray | None,
+        kept: int,
     ) -> None:
         j = i - self.ranges[i // self.size][0]
         acc["patterns"][j] = patterns.astype(self.np_dtype)
         acc["global"][j] = global_.astype(self.np_dtype) if global_ is not None else None
+        acc["kept"][j] = kept
         acc["left"] -= 1
 
     def _check(self, k: int) -> None:
@@ -154,10 +162,11 @@ class ShardAssembler:
         self._fail(self._open(k), i, reason)
         self._check(k)
 
-    def add(self, i: int, patterns: np.ndarray, global_: np.ndarray) -> None:
-        """Record image ``i``'s patterns ``[k, D]`` and global feature ``[D]``."""
+    def add(self, i: int, patterns: np.ndarray, global_: np.ndarray, kept: int) -> None:
+        """Record image ``i``'s patterns ``[k, D]``, global feature ``[D]`` and the
+        number of tokens its patterns were fitted on."""
         k = i // self.size
-        self._put(self._open(k), i, patterns, global_)
+        self._put(self._open(k), i, patterns, global_, kept)
         self._check(k)
 
     def _flush(self, k: int, acc: dict[str, Any]) -> None:
@@ -170,7 +179,7 @@ class ShardAssembler:
         glob = np.stack([g if g is not None else zero for g in acc["global"]])
         failed = sorted(acc["failed"], key=lambda f: f["index"])
         self.writer.write(
-            k, counts, patterns, glob, failed,
+            k, counts, patterns, glob, failed, kept=acc["kept"],
             keys=self.keys.keys[a:b] if self.keys is not None else None,
             stat=self.keys.stat[a:b] if self.keys is not None else None,
             ids=[self.pool[i].id for i in range(a, b)] if self.pool is not None else None,

@@ -16,11 +16,14 @@ import torch
 class Clusters:
     """Per-image knowledge clusters, padded to K: ``centers[B, K, D]``, ``counts[B]``.
 
-    Row b's first ``counts[b]`` centers are valid, largest cluster first.
+    Row b's first ``counts[b]`` centers are valid, largest cluster first. ``kept[B]``,
+    when set, is how many tokens the clusters were fitted on (the tokens the attention
+    filter kept; see :func:`geal.patterns.knowledge_clusters`).
     """
 
     centers: torch.Tensor
     counts: torch.Tensor
+    kept: torch.Tensor | None = None
 
     def split(self) -> list[torch.Tensor]:
         return [self.centers[b, : int(c)] for b, c in enumerate(self.counts.tolist())]
