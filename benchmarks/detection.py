@@ -58,9 +58,10 @@ from geal.pools import open_pool
 
 log = logging.getLogger("detection-benchmark")
 
-# label -> (bank, sampler)
-STRATEGIES = {
+# label -> (bank, sampler) or (bank, sampler, parameters)
+STRATEGIES: dict[str, tuple[Any, ...]] = {
     "strata": ("k5", "strata"),
+    "strata-objects": ("k5", "strata", {"pick": "objects"}),
     "prob-k5": ("k5", "prob"),
     "fds-k5": ("k5", "fds"),
     "prob-k1": ("k1", "prob"),
@@ -367,11 +368,11 @@ def main(argv: list[str] | None = None) -> None:
                                 done.add(row_key(row))
                                 save()
                                 continue
-                            key, sampler = STRATEGIES[name]
+                            key, sampler, *given = STRATEGIES[name]
                             t = time.perf_counter()
                             ranking = select(
                                 bank[key], budget, sampler, seed=seed,
-                                run=RunSettings(progress=False),
+                                run=RunSettings(progress=False), **(given[0] if given else {}),
                             )  # fmt: skip
                             meta["select_seconds"] = round(time.perf_counter() - t, 2)
                             train(meta, np.asarray(ranking.selection(budget)))

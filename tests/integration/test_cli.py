@@ -361,7 +361,27 @@ def test_bad_strategy_device_and_export_fail_before_the_forward_pass(
     fails_cleanly(capsys, [*base, "--to", "yaml"], "unknown export format 'yaml'")
     fails_cleanly(capsys, [*base, "--device", "foo"], "unknown device 'foo'")
     fails_cleanly(capsys, [*base, "--chunk", "0"], "--chunk")
+    fails_cleanly(capsys, [*base, "--option", "pick=nope"], "strata: pick", "'nope'")
+    fails_cleanly(capsys, [*base, "--option", "bogus=1"], "no option 'bogus'", "pick")
+    fails_cleanly(capsys, [*base, "--option", "pick"], "NAME=VALUE")
+    fails_cleanly(capsys, [*base, "--option", "n_init=two"], "n_init=two: not a int")
+    fails_cleanly(
+        capsys, [*base, "--strategy", "fds", "--option", "pick=centre"], "its options: none"
+    )
     assert not (tmp_path / "cache").exists() and not (tmp_path / "sel").exists()
+
+
+def test_option_sets_a_strategys_hyperparameter(tmp_path: Path) -> None:
+    fake = make_folder_pool(tmp_path / "pool", 16)
+    runs = {}
+    for pick in ("centre", "objects"):
+        out = tmp_path / pick
+        argv = ["run", str(fake.path), "--budget", "4", "--option", f"pick={pick}"]
+        assert main([*argv, "--option", "n_init=2", "--out", str(out), *TINY]) == 0
+        sel = json.loads((out / "selection.json").read_text())
+        runs[pick] = sel["params"]
+    assert runs["objects"]["pick"] == "objects, ties by centre" and runs["objects"]["n_init"] == 2
+    assert runs["centre"]["pick"] == "centre" and runs["centre"]["n_init_option"] == 2
 
 
 def test_select_checks_seed_device_and_labeled_files_in_one_line(

@@ -345,3 +345,25 @@ def test_typical_pick_keeps_one_pick_per_cell() -> None:
     np.testing.assert_array_equal(np.sort(owner(sizes)[r.order]), [0, 1, 2, 3])
     with pytest.raises(SelectionError, match="knn"):
         select(bank_of(x), 4, "strata", seed=0, pick="typical", knn=0)
+
+
+def test_objects_pick_takes_the_image_with_the_most_kept_tokens_in_each_cell() -> None:
+    sizes = [30, 30, 30, 30]
+    x = clusters(sizes, seed=4)
+    rng = np.random.default_rng(0)
+    kept = rng.integers(1, 40, len(x))
+    bank = PatternBank.from_arrays(x, np.ones(len(x), np.int64), global_=x, kept=kept)
+    r = select(bank, 4, "strata", seed=0, pick="objects")
+    cells = owner(sizes)[r.order]
+    np.testing.assert_array_equal(np.sort(cells), [0, 1, 2, 3])  # still one pick per cell
+    for i in r.order:  # the busiest image of its cell
+        assert kept[i] == kept[owner(sizes) == owner(sizes)[i]].max()
+    assert r.params["pick"] == "objects, ties by centre"
+    # equal counts: the rule's own pick, the image nearest the cell's centre
+    flat = PatternBank.from_arrays(x, np.ones(len(x), np.int64), global_=x, kept=np.ones(len(x)))
+    np.testing.assert_array_equal(
+        np.sort(select(flat, 4, "strata", seed=0, pick="objects").order),
+        np.sort(select(bank_of(x), 4, "strata", seed=0, pick="auto").order),
+    )
+    with pytest.raises(SelectionError, match="kept-token counts"):
+        select(bank_of(x), 4, "strata", seed=0, pick="objects")

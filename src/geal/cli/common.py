@@ -129,6 +129,14 @@ def select_args(p: argparse.ArgumentParser) -> None:
         help=f"sampler: {', '.join(STRATEGIES)} (default {DEFAULT_STRATEGY})",
     )
     g.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a hyperparameter of the strategy, e.g. --option pick=objects (repeatable; "
+        "docs/samplers.md lists them)",
+    )
+    g.add_argument(
         "--labeled", default=None, help="file of already-labeled image ids (never re-picked)"
     )
     g.add_argument(
@@ -200,14 +208,17 @@ def check_select_args(a: argparse.Namespace) -> None:
     chunk, pruning): each a one-line error now rather than after the forward pass."""
     from geal.sampling import SAMPLERS, RunSettings
 
-    SAMPLERS.get(a.strategy)
+    SAMPLERS.get(a.strategy).parse_options(a.option)
     RunSettings(device=a.device, chunk=a.chunk, prune=a.prune)
 
 
 def select_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`geal.pipeline.run_selection` the options give."""
+    from geal.sampling import SAMPLERS
+
     return {
         "strategy": a.strategy,
+        "params": SAMPLERS.get(a.strategy).parse_options(a.option),
         "seed": a.seed,
         "distance": a.distance,
         "to": to_list(a.to),

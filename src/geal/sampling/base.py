@@ -207,6 +207,22 @@ class Sampler(Generic[P]):
             )
         return self.params_type(**values)
 
+    def parse_options(self, pairs: Sequence[str]) -> dict[str, Any]:
+        """``["pick=objects", "n_init=5"]`` (the command line's ``--option``) -> the
+        values, typed as the defaults are and validated; a bad one is a one-line
+        :class:`SelectionError`."""
+        defaults = self.params_type()
+        values: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, text = pair.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or not key:
+                raise SelectionError(f"--option {pair!r}: write NAME=VALUE, e.g. pick=objects")
+            self.params(**{key: getattr(defaults, key, None)})  # an unknown name: one line
+            values[key] = _typed(key, text.strip(), getattr(defaults, key))
+        self.params(**values)
+        return values
+
     def __call__(
         self,
         bank: PatternBank,
@@ -272,6 +288,25 @@ def scale_warning(name: str, images: int, budget: int) -> str | None:
         f"{cpu:,.0f} CPU s on 2 cores), so expect {expect} or more; strata, prob and fds "
         "select 10,000 of a million images in minutes (docs/scale.md)"
     )
+
+
+def _typed(key: str, text: str, default: Any) -> Any:
+    """``text`` as a value of ``default``'s type (None defaults: none, an int, a float)."""
+    try:
+        if isinstance(default, bool):
+            return {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}[
+                text.lower()
+            ]
+        if isinstance(default, int | float):
+            return type(default)(text)
+        if isinstance(default, str):
+            return text
+        if text.lower() in ("none", ""):
+            return None
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except (KeyError, ValueError):
+        kind = type(default).__name__ if default is not None else "number or none"
+        raise SelectionError(f"--option {key}={text}: not a {kind}") from None
 
 
 def register_sampler(

@@ -122,7 +122,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PICKS = ("auto", "centre", "margin", "typical")
+PICKS = ("auto", "centre", "margin", "typical", "objects")
 STARTS = ("bisect", "plusplus")
 CENTRE_BELOW = 3.0  # labels per effective dimension up to which picks are central
 MARGIN_WEIGHT = 0.5  # weight of the nearest other centre in a margin pick
@@ -382,9 +382,13 @@ class StrataParams(SamplerParams):
     Attributes:
         pick: ``centre`` (the image most similar to its cell's centre c), ``margin``
             (the image x maximising sim(x, c) - w sim(x, c'), c' the nearest other
-            centre) or ``auto`` (``centre`` while the labels, budget plus labeled
+            centre), ``auto`` (``centre`` while the labels, budget plus labeled
             images, are at most ``centre_below`` times the pool's effective dimension,
-            ``margin`` beyond).
+            ``margin`` beyond), ``typical`` (TypiClust's typicality within the cell) or
+            ``objects`` (the image whose attention spreads over the most tokens, the
+            bank's kept-token count, ties broken by ``auto``'s rule: for detection
+            pools, where an image holding more objects teaches the detector more;
+            measured in ``benchmarks/results/detection.md``).
         centre_below: labels per effective dimension up to which ``auto`` picks
             centres (>= 0).
         margin_weight: w of ``margin`` picks, in [0, 1] (0 is ``centre``).
@@ -473,6 +477,18 @@ def strata(
     if pool.n >= params.one_cut_from:
         n_init = 1
     pick_rule = params.pick
+    kept = None
+    if pick_rule == "objects":
+        kept = bank.kept_tokens
+        if kept is None:
+            where = f" {bank.root}" if bank.root is not None else ""
+            raise SelectionError(
+                f"strata pick=objects needs the bank's kept-token counts, which bank{where} "
+                "does not record (made by an older geal); delete it, or extract into a new "
+                "--out, and run again"
+            )
+        kept = kept[pool.index]
+        pick_rule = "auto"
     centre_below, weight = params.centre_below, params.margin_weight
     x = pool.x  # the pool's own unit rows, rounded to the grid in place: no second copy
     for a in range(0, pool.n, 4096):  # 4096 rows: ~40 MB of float64 temporaries
@@ -541,6 +557,9 @@ def strata(
                 s = np.zeros(1)
         elif pick_rule == "typical":
             s = cell_typicality(x, rows, params.knn, chunk)
+        elif kept is not None:  # the most kept tokens, then the rule's score
+            busiest = kept[rows] == kept[rows].max()
+            rows, s = rows[busiest], score[rows[busiest]]
         else:
             s = score[rows]
         pick = int(rows[int(np.argmax(s))])  # first on ties: rows are in pool order
@@ -557,7 +576,7 @@ def strata(
     )
     ranked = {
         "distance": "cosine",
-        "pick": pick_rule,
+        "pick": pick_rule if kept is None else f"objects, ties by {pick_rule}",
         "pick_option": params.pick,
         "centre_below": centre_below,
         "margin_weight": weight,
