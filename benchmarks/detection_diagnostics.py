@@ -47,6 +47,23 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def kept_vs_objects(pool_json: str | Path, bank_dir: str | Path) -> dict | None:
+    """Spearman rho of an image's object count and the tokens its attention filter kept
+    (the bank's ``kept``, what strata's ``objects`` pick reads); None for a bank without."""
+    bank = PatternBank.open(bank_dir)
+    kept = bank.kept_tokens
+    if kept is None:
+        return None
+    pool = open_pool(pool_json)
+    counts = np.bincount(load_instances(pool).image, minlength=len(pool))
+    rho = spearmanr(counts, kept)
+    return {
+        "rho": float(rho.statistic),
+        "p": float(rho.pvalue),
+        "kept_mean": float(kept.mean()),
+    }
+
+
 def diagnose(
     pool_json: str | Path,
     bank_dir: str | Path,
@@ -116,6 +133,7 @@ def diagnose(
     return {
         "pool_images": n,
         "model": model,
+        "objects_vs_kept_tokens_spearman": kept_vs_objects(pool_json, bank_dir),
         "image_size": image_size,
         "objects_vs_cluster_spread_spearman": {"rho": float(rho.statistic), "p": float(rho.pvalue)},
         "global_nearest_neighbour": {
