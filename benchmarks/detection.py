@@ -705,7 +705,7 @@ def _markdown(
             "random, at every budget"
             + (f" (`{'`, `'.join(others)}` not counted as a peer)." if others else "."),
             "",
-            "| group | budget | seeds | default | best other (mean ± std) | random | >= best - std "
+            f"| group | budget | seeds | {name} | best other (mean ± std) | random | >= best - std "
             "| > random |",
             "| --- | ---: | ---: | ---: | --- | ---: | --- | --- |",
         ]

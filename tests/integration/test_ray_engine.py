@@ -40,7 +40,10 @@ def test_ray_bank_equals_local_bank(tmp_path: Path) -> None:
         remote.patterns_array(np.float16).view(np.uint16),
     )
     assert np.array_equal(local.global_features(), remote.global_features())
+    assert local.kept_tokens is not None and remote.kept_tokens is not None
+    assert np.array_equal(local.kept_tokens, remote.kept_tokens)
     assert local.failed == remote.failed
+    assert local.content_sha256 == remote.content_sha256
     again = PatternBank.open(tmp_path / "ray")
     assert again.manifest["complete"] and again.n == 24
 
