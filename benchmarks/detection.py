@@ -530,8 +530,10 @@ def _plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
 
     groups = list(summary)
     pairs = sorted({(r["role"], r["variant"]) for r in result["rows"]})
-    cols = 1 + 2 * max(1, len(groups))
-    fig, axes = plt.subplots(1, cols, figsize=(5.2 * cols, 4.4), squeeze=False)
+    rows = max(1, len(groups))  # a row per group: its two panels, the curve on the first
+    fig, axes = plt.subplots(rows, 3, figsize=(5.2 * 3, 4.4 * rows), squeeze=False)
+    for spare in axes[1:, 0]:
+        spare.set_visible(False)
     ax = axes[0][0]
     for role, variant in pairs:
         pts = curve_points(result, role, variant)
@@ -557,8 +559,13 @@ def _plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=7)
     for k, g in enumerate(groups):
         strat = summary[g]
-        ax1, ax2 = axes[0][1 + 2 * k], axes[0][2 + 2 * k]
-        rand = strat.get("random", {})
+        ax1, ax2 = axes[k][1], axes[k][2]
+        rand = strat.get("random")
+        title2 = "mAP@0.5 minus random"
+        if rand is None:  # tuning pools: the learning curve's random subsets (one order)
+            role, variant = g.split()[:2]
+            rand = {b: p["map50"] for b, p in curve_points(result, role, variant).items()}
+            title2 = "mAP@0.5 minus random (curve)"
         colours = plt.get_cmap("tab20")
         for j, (name, per) in enumerate(strat.items()):
             bs = list(per)
@@ -578,7 +585,7 @@ def _plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
                 common, [per[b]["mean"] - rand[b]["mean"] for b in common], label=name, **style
             )
         budgets = sorted({b for per in strat.values() for b in per})
-        for a, title in ((ax1, "mAP@0.5"), (ax2, "mAP@0.5 minus random")):
+        for a, title in ((ax1, "mAP@0.5"), (ax2, title2)):
             a.set_xscale("log")
             a.minorticks_off()
             a.set_xticks(budgets, [str(b) for b in budgets])
@@ -592,7 +599,7 @@ def _plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
         "FCOS on frozen ImageNet EfficientNet-Lite0 maps",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
