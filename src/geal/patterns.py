@@ -78,6 +78,4 @@ def knowledge_clusters(
     """
     mask = attention_filter(saliency, threshold)
     u = image_uniforms(seed, keys, clusters).to(tokens.device)
-    cl = batched_kmeans(tokens, mask, clusters, u, max_iter=max_iter, tol=tol)
-    cl.kept = mask.sum(1, dtype=torch.int32)
-    return cl
+    return batched_kmeans(tokens, mask, clusters, u, max_iter=max_iter, tol=tol)

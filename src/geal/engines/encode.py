@@ -54,7 +54,6 @@ def encode_batch(
             max_iter=options["max_iter"],
             tol=options["tol"],
         )
-    assert cl.kept is not None
     return (
         cl.centers.cpu().numpy(),
         cl.counts.cpu().numpy(),

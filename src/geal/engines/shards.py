@@ -125,7 +125,7 @@ class ShardAssembler:
             log.warning(
                 "skipping unreadable image %s: %s", (item.path or item.id) if item else i, reason
             )
-        acc["kept"][i - self.ranges[i // self.size][0]] = 0
+        acc["kept"][self._slot(i)] = 0
         acc["failed"].append(
             {
                 "index": i,
@@ -144,11 +144,15 @@ class ShardAssembler:
         global_: np.ndarray | None,
         kept: int,
     ) -> None:
-        j = i - self.ranges[i // self.size][0]
+        j = self._slot(i)
         acc["patterns"][j] = patterns.astype(self.np_dtype)
         acc["global"][j] = global_.astype(self.np_dtype) if global_ is not None else None
         acc["kept"][j] = kept
         acc["left"] -= 1
+
+    def _slot(self, i: int) -> int:
+        """Row of image ``i`` within its shard."""
+        return i - self.ranges[i // self.size][0]
 
     def _check(self, k: int) -> None:
         if self.pending[k]["left"] == 0:

@@ -16,14 +16,14 @@ import torch
 class Clusters:
     """Per-image knowledge clusters, padded to K: ``centers[B, K, D]``, ``counts[B]``.
 
-    Row b's first ``counts[b]`` centers are valid, largest cluster first. ``kept[B]``,
-    when set, is how many tokens the clusters were fitted on (the tokens the attention
-    filter kept; see :func:`geal.patterns.knowledge_clusters`).
+    Row b's first ``counts[b]`` centers are valid, largest cluster first. ``kept[B]`` is
+    how many tokens they were fitted on (the mask's tokens: in the knowledge clusters,
+    those the attention filter kept; see :func:`geal.patterns.knowledge_clusters`).
     """
 
     centers: torch.Tensor
     counts: torch.Tensor
-    kept: torch.Tensor | None = None
+    kept: torch.Tensor
 
     def split(self) -> list[torch.Tensor]:
         return [self.centers[b, : int(c)] for b, c in enumerate(self.counts.tolist())]
@@ -141,4 +141,4 @@ def batched_kmeans(
     counts = (size > 0).sum(1)
     if k_out > k:
         c = torch.cat([c, c.new_zeros(b, k_out - k, dim)], 1)
-    return Clusters(centers=c, counts=counts)
+    return Clusters(centers=c, counts=counts, kept=n_kept)
