@@ -58,8 +58,8 @@ def main() -> None:
         pool = open_pool(root)
         bb = create_backbone(a.model, None, "cpu", image_size=a.size)
         pp = bb.preprocess
-        extract(pool.head(bs), Path(tmp) / "warm", backbone=bb, precision=a.precision,
-                batch_size=bs, progress=False)  # fmt: skip
+        warm, _ = extract(pool.head(bs), Path(tmp) / "warm", backbone=bb,
+                          precision=a.precision, batch_size=bs, progress=False)  # fmt: skip
         ms: dict[str, float] = {}
 
         def timed(name: str, fn):  # type: ignore[no-untyped-def]
@@ -84,8 +84,7 @@ def main() -> None:
                     bb(x)
 
         timed("forward", forward)
-        opts = {"precision": a.precision, "threshold": 0.5, "clusters": 5, "seed": 0,
-                "max_iter": 100, "tol": 1e-4}  # fmt: skip
+        opts = warm.manifest["options"]  # extraction's own: threshold, K, seed, precision...
         timed(
             "encode",
             lambda: [

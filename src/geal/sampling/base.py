@@ -211,15 +211,16 @@ class Sampler(Generic[P]):
         """``["pick=objects", "n_init=5"]`` (the command line's ``--option``) -> the
         values, typed as the defaults are and validated; a bad one is a one-line
         :class:`SelectionError`."""
-        defaults = self.params_type()
-        values: dict[str, Any] = {}
+        texts: dict[str, str] = {}
         for pair in pairs:
             key, sep, text = pair.partition("=")
             key = key.strip().replace("-", "_")
             if not sep or not key:
                 raise SelectionError(f"--option {pair!r}: write NAME=VALUE, e.g. pick=objects")
-            self.params(**{key: getattr(defaults, key, None)})  # an unknown name: one line
-            values[key] = _typed(key, text.strip(), getattr(defaults, key))
+            texts[key] = text.strip()
+        defaults = self.params_type()
+        self.params(**{k: getattr(defaults, k, None) for k in texts})  # unknown names: one line
+        values = {k: _typed(k, t, getattr(defaults, k)) for k, t in texts.items()}
         self.params(**values)
         return values
 
