@@ -59,20 +59,20 @@ from geal.pools import open_pool
 
 log = logging.getLogger("detection-benchmark")
 
-# label -> (bank, sampler) or (bank, sampler, parameters)
-STRATEGIES: dict[str, tuple[Any, ...]] = {
-    "strata": ("k5", "strata"),
+# label -> (bank, sampler, its options)
+STRATEGIES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "strata": ("k5", "strata", {}),
     "strata-objects": ("k5", "strata", {"pick": "objects"}),
-    "prob-k5": ("k5", "prob"),
-    "fds-k5": ("k5", "fds"),
-    "prob-k1": ("k1", "prob"),
-    "fds-k1": ("k1", "fds"),
-    "kcenter": ("k5", "kcenter"),
-    "kmeans": ("k5", "kmeans"),
-    "typiclust": ("k5", "typiclust"),
-    "probcover": ("k5", "probcover"),
-    "activeft": ("k5", "activeft"),
-    "random": ("k5", "random"),
+    "prob-k5": ("k5", "prob", {}),
+    "fds-k5": ("k5", "fds", {}),
+    "prob-k1": ("k1", "prob", {}),
+    "fds-k1": ("k1", "fds", {}),
+    "kcenter": ("k5", "kcenter", {}),
+    "kmeans": ("k5", "kmeans", {}),
+    "typiclust": ("k5", "typiclust", {}),
+    "probcover": ("k5", "probcover", {}),
+    "activeft": ("k5", "activeft", {}),
+    "random": ("k5", "random", {}),
 }
 # options of the default proposed for detection: each gets its own bar check, and is not
 # a peer in the default's (it is the default with an option)
@@ -80,6 +80,7 @@ CANDIDATES = ("strata-objects",)
 ROLES = {"tuning": (0, 1), "reporting": (2, 3)}  # role -> (pool seed, test seed)
 VARIANTS = {"balanced": 1.0, "longtail": 50.0}  # variant -> most/least common class
 SELECTION_SIZE = {"efficientnet_lite0": 160, "focus_vits14": 112}
+KEPT_RHO = "objects_vs_kept_tokens_spearman"
 NOTES_MARK = "<!-- notes: kept when the benchmark rewrites this file -->"
 
 
@@ -180,6 +181,11 @@ def feature_sets(
     return train, test
 
 
+def bank_dir(root: Path, model: str, key: str) -> Path:
+    """Where a pool's ``key`` (k5, k1) bank of ``model`` lives."""
+    return root / f"bank-{model}-{SELECTION_SIZE.get(model, 160)}-{key}"
+
+
 def banks(
     root: Path, train_json: Path, model: str, keys: tuple[str, ...] = ("k5", "k1")
 ) -> dict[str, Any]:
@@ -193,7 +199,7 @@ def banks(
             continue
         out[key], summary = extract(
             pool,
-            root / f"bank-{model}-{size}-{key}",
+            bank_dir(root, model, key),
             model=model,
             image_size=size,
             clusters=k,
@@ -353,20 +359,17 @@ def main(argv: list[str] | None = None) -> None:
                     work / tag, train_json, model, ("k5",) if model in only else ("k5", "k1")
                 )
                 timed(f"{tag} {model} banks s", time.perf_counter() - t)
-                if not args.no_diagnostics and f"{tag} {model}" not in result["diagnostics"]:
+                group, k5 = f"{tag} {model}", bank_dir(work / tag, model, "k5")
+                if not args.no_diagnostics and group not in result["diagnostics"]:
                     t = time.perf_counter()
-                    size = SELECTION_SIZE.get(model, 160)
-                    result["diagnostics"][f"{tag} {model}"] = diagnose(
-                        train_json, work / tag / f"bank-{model}-{size}-k5", model, size
+                    result["diagnostics"][group] = diagnose(
+                        train_json, k5, model, SELECTION_SIZE.get(model, 160)
                     )
-                    timed(f"{tag} {model} diagnostics s", time.perf_counter() - t)
+                    timed(f"{group} diagnostics s", time.perf_counter() - t)
                     save()
-                diag = result["diagnostics"].get(f"{tag} {model}")
-                if diag is not None and diag.get("objects_vs_kept_tokens_spearman") is None:
-                    size = SELECTION_SIZE.get(model, 160)
-                    diag["objects_vs_kept_tokens_spearman"] = kept_vs_objects(
-                        train_json, work / tag / f"bank-{model}-{size}-k5"
-                    )
+                elif (diag := result["diagnostics"].get(group)) and diag.get(KEPT_RHO) is None:
+                    # saved by a run whose banks did not record the kept tokens yet
+                    diag[KEPT_RHO] = kept_vs_objects(train_json, k5)
                     save()
                 if model in only:
                     continue
@@ -385,11 +388,11 @@ def main(argv: list[str] | None = None) -> None:
                                 done.add(row_key(row))
                                 save()
                                 continue
-                            key, sampler, *given = STRATEGIES[name]
+                            key, sampler, options = STRATEGIES[name]
                             t = time.perf_counter()
                             ranking = select(
                                 bank[key], budget, sampler, seed=seed,
-                                run=RunSettings(progress=False), **(given[0] if given else {}),
+                                run=RunSettings(progress=False), **options,
                             )  # fmt: skip
                             meta["select_seconds"] = round(time.perf_counter() - t, 2)
                             train(meta, np.asarray(ranking.selection(budget)))
@@ -472,6 +475,9 @@ def bar_check(
                     "above_random": rand is not None and mine["mean"] > rand["mean"],
                 }
             )
+            checks[-1]["passes"] = (
+                checks[-1]["at_or_above_best_minus_std"] and checks[-1]["above_random"]
+            )
     return checks
 
 
@@ -487,16 +493,15 @@ def write_outputs(result: dict[str, Any], out: Path, *, print_bar: bool) -> None
     if print_bar:
         for name, checks in bars.items():
             for c in checks:
-                ok = c["at_or_above_best_minus_std"] and c["above_random"]
                 print(
                     f"bar {c['group']} budget {c['budget']}: {name} {c['default']:.3f} "
                     f"(n={c['seeds']}), best peer {c['best_peer']} {c['best_peer_mean']:.3f} "
                     f"± {c['best_peer_std']:.3f}, random "
                     f"{'-' if c['random'] is None else format(c['random'], '.3f')} -> "
-                    f"{'PASS' if ok else 'FAIL'}"
+                    f"{'PASS' if c['passes'] else 'FAIL'}"
                 )
             if checks:
-                passed = all(c["at_or_above_best_minus_std"] and c["above_random"] for c in checks)
+                passed = all(c["passes"] for c in checks)
                 print(f"bar overall, {name}: {'PASS' if passed else 'FAIL'}")
 
 
@@ -540,12 +545,12 @@ def _plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
         if not pts:
             continue
         xs = list(pts)
-        for measure, style in (("map50", "-o"), ("map", "--s")):
+        for measure, marks in (("map50", "-o"), ("map", "--s")):
             ax.errorbar(
                 xs,
                 [pts[x][measure]["mean"] for x in xs],
                 yerr=[pts[x][measure]["std"] for x in xs],
-                fmt=style,
+                fmt=marks,
                 capsize=3,
                 label=f"{role} {variant} {'mAP@0.5' if measure == 'map50' else 'mAP'}",
             )
@@ -602,6 +607,39 @@ def _plot(result: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _crowding(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown: per reporting group and budget, the Pearson correlation of mAP@0.5 with
+    the objects per picked image, over every strategy's and seed's training."""
+    by: dict[str, dict[int, list[tuple[float, float]]]] = {}
+    for r in rows:
+        if r["role"] == "reporting" and r["strategy"] != "random-curve":
+            g = f"{r['role']} {r['variant']} {r['backbone']}"
+            by.setdefault(g, {}).setdefault(r["budget"], []).append(
+                (r["objects_per_image"], r["map50"])
+            )
+    if not by:
+        return []
+    budgets = sorted({b for per in by.values() for b in per})
+    out = [
+        "",
+        "## mAP@0.5 against objects per picked image",
+        "",
+        "Pearson correlation over every training of the budget (all strategies and seeds; "
+        "trainings in brackets).",
+        "",
+        "| group | " + " | ".join(str(b) for b in budgets) + " |",
+        "| --- |" + " ---: |" * len(budgets),
+    ]
+    for g, per in by.items():
+        cells = []
+        for b in budgets:
+            pts = np.asarray(per.get(b, []), dtype=np.float64)
+            ok = len(pts) > 2 and pts[:, 0].std() > 0 and pts[:, 1].std() > 0
+            cells.append(f"{np.corrcoef(pts.T)[0, 1]:.2f} ({len(pts)})" if ok else "-")
+        out.append(f"| {g} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _markdown(
@@ -700,7 +738,7 @@ def _markdown(
     for name, checks in bars.items():
         if not checks:
             continue
-        passed = all(c["at_or_above_best_minus_std"] and c["above_random"] for c in checks)
+        passed = all(c["passes"] for c in checks)
         role = "the default" if name == default else f"`{default}` with an option"
         others = [c for c in bars if c != name and c != default]
         lines += [
@@ -724,6 +762,7 @@ def _markdown(
                 f"{rand} | {'yes' if c['at_or_above_best_minus_std'] else 'no'} | "
                 f"{'yes' if c['above_random'] else 'no'} |"
             )
+    lines += _crowding(rows)
     if result["diagnostics"]:
         lines += [
             "",

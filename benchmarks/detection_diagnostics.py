@@ -48,14 +48,19 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def kept_vs_objects(pool_json: str | Path, bank_dir: str | Path) -> dict | None:
-    """Spearman rho of an image's object count and the tokens its attention filter kept
-    (the bank's ``kept``, what strata's ``objects`` pick reads); None for a bank without."""
-    bank = PatternBank.open(bank_dir)
+    """:func:`kept_rho` of a pool file and a bank directory."""
+    pool = open_pool(pool_json)
+    counts = np.bincount(load_instances(pool).image, minlength=len(pool))
+    return kept_rho(counts, PatternBank.open(bank_dir))
+
+
+def kept_rho(counts: np.ndarray, bank: PatternBank) -> dict | None:
+    """Spearman rho of each image's object count (``counts``) and the tokens its
+    attention filter kept (the bank's ``kept``, what strata's ``objects`` pick reads);
+    None for a bank that does not record them."""
     kept = bank.kept_tokens
     if kept is None:
         return None
-    pool = open_pool(pool_json)
-    counts = np.bincount(load_instances(pool).image, minlength=len(pool))
     rho = spearmanr(counts, kept)
     return {
         "rho": float(rho.statistic),
@@ -133,7 +138,7 @@ def diagnose(
     return {
         "pool_images": n,
         "model": model,
-        "objects_vs_kept_tokens_spearman": kept_vs_objects(pool_json, bank_dir),
+        "objects_vs_kept_tokens_spearman": kept_rho(counts, bank),
         "image_size": image_size,
         "objects_vs_cluster_spread_spearman": {"rho": float(rho.statistic), "p": float(rho.pvalue)},
         "global_nearest_neighbour": {
