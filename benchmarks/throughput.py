@@ -7,10 +7,15 @@ For every ``model@size`` and precision, in one run:
 
 - ``forward``: images/s of the backbone alone on a batch of preprocessed tensors (the
   median of ``--repeats`` timed batches, after a warm-up), what the model costs;
+- ``forward_lanes``: the same batches run the way extraction runs the model where it
+  uses lanes (CPU, no decoding workers: ``geal.engines.local.default_lanes`` batches at
+  once, one thread each; ``--repeats`` batches per lane, timed together), and
+  ``lanes``, their number (1: extraction runs the model as ``forward`` does, and the
+  two figures measure the same thing);
 - ``end_to_end``: images/s of ``geal.extract`` with its defaults (DataLoader decoding
   workers, model, attention filter, per-image k-means, shard writes) on a folder of
   JPEGs whose side is the input size (so no resizing is charged), reported as a ratio
-  to the forward rate: 1.0 means extraction costs what the model costs. A small
+  to both forward rates: 1.0 means extraction costs what the model costs. A small
   extraction runs first, untimed, so one-time costs (kernel compilation, first
   allocations) are charged to neither.
 
@@ -55,6 +60,31 @@ def _backbone(model: str, size: int, device: str) -> tuple[Any, str]:
         return create_backbone(model, "random", device, image_size=size), "random"
 
 
+def time_lanes(bb: Any, x: torch.Tensor, precision: str, lanes: int, repeats: int) -> float:
+    """Images/s of the backbone alone on ``lanes`` batches at once, one thread each, as
+    extraction's lanes run it (after one untimed round)."""
+    from geal.engines.local import Lanes
+
+    bf16 = precision == "bf16"
+
+    def forward(_: list[int], images: torch.Tensor) -> None:
+        with (
+            torch.inference_mode(),
+            torch.autocast(images.device.type, torch.bfloat16, enabled=bf16),
+        ):
+            bb(images)
+
+    def rounds(n: int) -> float:
+        t = time.perf_counter()
+        with Lanes(lanes, forward, lambda *_: None) as model:
+            for _ in range(n * lanes):
+                model.put([], x, [])
+        return n * lanes * x.shape[0] / (time.perf_counter() - t)
+
+    rounds(1)
+    return rounds(repeats)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbones", default=DEFAULT, help="comma-separated model@size")
@@ -66,6 +96,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     a = ap.parse_args()
 
+    from geal.engines.local import default_lanes, default_workers
     from geal.extract import extract
     from geal.pools import open_pool
 
@@ -87,6 +118,8 @@ def main() -> None:
                 extract(warm, Path(tmp) / f"warm-{prec}", backbone=bb, precision=prec,
                         batch_size=a.batch_size, progress=False)  # fmt: skip
                 forward = time_forward(bb, x, prec, a.repeats, statistics.median)
+                lanes = default_lanes(bb.device.type, default_workers(bb.device.type))
+                in_lanes = time_lanes(bb, x, prec, lanes, a.repeats)
                 t = time.process_time()
                 _, s = extract(pool, Path(tmp) / f"bank-{prec}", backbone=bb, precision=prec,
                                batch_size=a.batch_size, progress=False)  # fmt: skip
@@ -96,6 +129,8 @@ def main() -> None:
                     "images": n, "forward_images_per_s": round(forward, 2),
                     "end_to_end_images_per_s": round(s.images_per_second, 2),
                     "end_to_end_over_forward": round(s.images_per_second / forward, 3),
+                    "lanes": lanes, "forward_lanes_images_per_s": round(in_lanes, 2),
+                    "end_to_end_over_forward_lanes": round(s.images_per_second / in_lanes, 3),
                     "driver_cpu_s": round(time.process_time() - t, 1),
                 }  # fmt: skip
                 rows.append(row)

@@ -69,6 +69,23 @@ def test_bank_identical_for_batch_sizes_and_workers(
             _banks_equal(ref, out)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_model_lanes_make_the_same_bank_as_one_model(
+    pool_dir: Path, backbone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Two batches encoded at once, one thread each, in whatever order they finish,
+    write the bank one model with every thread writes."""
+    from geal.engines import local
+
+    pool = open_pool(pool_dir)
+    for lanes in (1, 3):
+        monkeypatch.setattr(local, "default_lanes", lambda device, workers, n=lanes: n)
+        _, summary = extract(pool, tmp_path / f"l{lanes}", backbone=backbone, batch_size=4,
+                             workers=0, shard_size=16, precision=precision, progress=False)  # fmt: skip
+        assert summary.failed == 1 and summary.images == 46
+    _banks_equal(tmp_path / "l1", tmp_path / "l3")
+
+
 def test_bf16_bank_is_batch_independent_too(pool_dir: Path, backbone, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     pool = open_pool(pool_dir)
     for batch in (5, 16):

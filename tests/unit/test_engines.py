@@ -84,6 +84,74 @@ def test_default_decoding_workers_leave_small_cpu_machines_to_the_model() -> Non
     assert default_workers("cpu", cpus=4) == 3 and default_workers("cpu", cpus=64) == 8
 
 
+def test_model_lanes_only_where_this_process_decodes_for_a_cpu_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from geal.engines import local
+
+    monkeypatch.setattr(local.torch, "get_num_threads", lambda: 2)
+    assert local.default_lanes("cpu", workers=0) == 2
+    assert local.default_lanes("cpu", workers=1) == 1  # decoding workers: one model, all threads
+    assert local.default_lanes("cuda", workers=0) == 1
+    monkeypatch.setattr(local.torch, "get_num_threads", lambda: 64)
+    assert local.default_lanes("cpu", workers=0) == local.MAX_LANES
+    monkeypatch.setattr(local.torch, "get_num_threads", lambda: 1)
+    assert local.default_lanes("cpu", workers=0) == 1
+
+
+def _lane_encode(delays: dict[int, float], seen_threads: list[int]):  # type: ignore[no-untyped-def]
+    import time
+
+    def encode(indices: list[int], images: torch.Tensor) -> int:
+        seen_threads.append(torch.get_num_threads())
+        time.sleep(delays.get(indices[0], 0.0))
+        if indices[0] == 99:
+            raise RuntimeError("model failed on batch 99")
+        return int(images.sum())
+
+    return encode
+
+
+def test_lanes_write_every_batch_in_order_with_one_thread_each() -> None:
+    from geal.engines.local import Lanes
+
+    before = torch.get_num_threads()
+    threads: list[int] = []
+    written: list[tuple[list[int], int | None, list[tuple[int, str]]]] = []
+    # early batches take longest, so later ones finish first
+    encode = _lane_encode({0: 0.2, 2: 0.1}, threads)
+    batches = [([0, 1], torch.full((2,), 1.0)), ([2, 3], torch.full((2,), 2.0)),
+               ([4], None), ([5, 6], torch.full((2,), 3.0)), ([7], torch.full((1,), 4.0))]  # fmt: skip
+    with Lanes(3, encode, lambda i, e, bad: written.append((i, e, bad))) as lanes:
+        for indices, images in batches:
+            lanes.put(indices, images, [(4, "broken")] if images is None else [])
+    assert written == [([0, 1], 2, []), ([2, 3], 4, []), ([4], None, [(4, "broken")]),
+                       ([5, 6], 6, []), ([7], 4, [])]  # fmt: skip
+    assert threads == [1, 1, 1, 1] and torch.get_num_threads() == before
+
+    threads.clear()
+    written.clear()
+    with Lanes(1, encode, lambda i, e, bad: written.append((i, e, bad))) as lanes:
+        lanes.put([0], torch.ones(1), [])
+        assert written == [([0], 1, [])]  # one lane: written before put returns
+    assert threads == [before]
+
+
+def test_a_failing_lane_stops_the_run_and_gives_the_threads_back() -> None:
+    from geal.engines.local import Lanes
+
+    before = torch.get_num_threads()
+    written: list[list[int]] = []
+    encode = _lane_encode({}, [])
+    with (
+        pytest.raises(RuntimeError, match="batch 99"),
+        Lanes(2, encode, lambda i, e, bad: written.append(i)) as lanes,
+    ):
+        for first in (0, 99, 200, 300, 400):
+            lanes.put([first], torch.ones(1), [])
+    assert written == [[0]] and torch.get_num_threads() == before
+
+
 def test_engine_decodes_large_jpegs_at_the_reduced_scale_the_input_needs(tmp_path: Path) -> None:
     """A photo far larger than the input is decoded at a reduced DCT scale (``Image.draft``),
     through the pool as for a lazily opened file, and not in full first."""
