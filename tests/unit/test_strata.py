@@ -13,8 +13,10 @@ from geal.kmeans import candidate_lists, candidate_lloyd, grid_lloyd
 from geal.sampling import RunSettings, select
 from geal.sampling.features import unit
 from geal.sampling.strata import (
+    central_picks_fit,
     cut,
     effective_dimension,
+    fit_cells,
     runner_up,
     share,
     tightest_cells,
@@ -137,6 +139,7 @@ def test_bad_options_are_refused() -> None:
         {"pick": "middle"},
         {"centre_below": -1},
         {"candidates": 1},
+        {"cut": "best"},
     ):
         with pytest.raises(SelectionError):
             select(bank, 3, "strata", **bad)
@@ -367,3 +370,30 @@ def test_objects_pick_takes_the_image_with_the_most_kept_tokens_in_each_cell() -
     )
     with pytest.raises(SelectionError, match="kept-token counts"):
         select(bank_of(x), 4, "strata", seed=0, pick="objects")
+
+
+def test_cut_by_picks_keeps_the_cut_whose_central_images_stand_best_for_the_pool() -> None:
+    """``cut=picks`` scores each cut by the similarity of every image to the nearest of
+    the cells' central images (the labeled ones included), and keeps the best cut."""
+    x = to_grid(unit(clusters([60, 50, 40, 30, 20], dim=16, spread=0.5, seed=3)))
+    is_lab = np.zeros(len(x), dtype=bool)
+    is_lab[[5, 70]] = True
+    labels, centres, _ = tightest_cells(x, is_lab, 6, seed=4, n_init=1)
+    # brute force: each cell's free image most similar to its centre, then the pool's
+    # similarity to the nearest of those and the labeled images
+    reps = [5, 70]
+    for j in range(2, centres.shape[0]):
+        rows = np.flatnonzero((labels == j) & ~is_lab)
+        reps.append(int(rows[np.argmax(x[rows] @ centres[j])]))
+    want = (x @ x[reps].T).max(axis=1).sum(dtype=np.float64)
+    assert central_picks_fit(x, is_lab, labels, centres, chunk=7) == pytest.approx(want, rel=1e-12)
+
+    # the four cuts tightest_cells makes from seed 0, one by one
+    rng = np.random.default_rng([0, 0x535452415441])
+    cuts = [fit_cells(x, is_lab, 6, rng, 100, 20, 64) for _ in range(4)]
+    by_picks = [central_picks_fit(x, is_lab, lab, cen, 64) for _, lab, cen, _ in cuts]
+    by_fit = [fit for fit, *_ in cuts]
+    assert np.argmax(by_picks) != np.argmax(by_fit)  # the criterion changes the cut kept
+    for criterion, scores in (("picks", by_picks), ("fit", by_fit)):
+        kept, _, _ = tightest_cells(x, is_lab, 6, seed=0, n_init=4, criterion=criterion)
+        np.testing.assert_array_equal(kept, cuts[int(np.argmax(scores))][1])

@@ -124,6 +124,7 @@ log = logging.getLogger(__name__)
 
 PICKS = ("auto", "centre", "margin", "typical", "objects")
 STARTS = ("bisect", "plusplus")
+CUTS = ("fit", "picks")
 CENTRE_BELOW = 3.0  # labels per effective dimension up to which picks are central
 MARGIN_WEIGHT = 0.5  # weight of the nearest other centre in a margin pick
 ONE_CUT_FROM = 200_000  # pools of this many images make one cut
@@ -361,18 +362,47 @@ def tightest_cells(
     chunk: int = 4096,
     candidates: int = CANDIDATES,
     start: str = "bisect",
+    criterion: str = "fit",
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The tightest of ``n_init`` cuts of the grid rows ``x``: (cell of every row, the
-    labeled images first as their own cells; centres; Lloyd steps run)."""
+    labeled images first as their own cells; centres; Lloyd steps run). ``criterion``
+    ``fit``: the rows' total similarity to their cells' centres; ``picks``: to the
+    nearest of the cells' central images and the labeled ones
+    (:func:`central_picks_fit`)."""
     rng = np.random.default_rng([int(seed), 0x535452415441])
     best: tuple[float, np.ndarray, np.ndarray, int] | None = None
     for i in range(n_init):
         run = fit_cells(x, is_lab, budget, rng, refine, split_iter, chunk, candidates, start)
         log.info("strata: cut %d: fit %.6f, %d refinement steps", i, run[0] / x.shape[0], run[3])
+        if criterion == "picks":
+            run = (central_picks_fit(x, is_lab, run[1], run[2], chunk), *run[1:])
+            log.info("strata: cut %d: central picks' fit %.6f", i, run[0] / x.shape[0])
         if best is None or run[0] > best[0]:
             best = run
     assert best is not None
     return best[1], best[2], best[3]
+
+
+def central_picks_fit(
+    x: np.ndarray, is_lab: np.ndarray, labels: np.ndarray, centres: np.ndarray, chunk: int
+) -> float:
+    """Total similarity of the rows to the nearest of the cells' central images (each
+    cell's free row nearest its centre) and the labeled rows: how well the images a
+    ``centre`` pick would label stand for the pool, the k-medoids objective."""
+    own = np.concatenate(
+        [np.einsum("ij,ij->i", x[a : a + chunk], centres[labels[a : a + chunk]])
+         for a in range(0, x.shape[0], chunk)]
+    )  # fmt: skip
+    free = np.flatnonzero(~is_lab & (labels >= int(is_lab.sum())))  # rows of cells to pick in
+    order = free[np.lexsort((-own[free], labels[free]))]  # by cell, most central first
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = labels[order[1:]] != labels[order[:-1]]
+    reps = np.concatenate([np.flatnonzero(is_lab), order[first]])
+    p = x[reps]
+    best = np.concatenate(
+        [(x[a : a + chunk] @ p.T).max(axis=1) for a in range(0, x.shape[0], chunk)]
+    )
+    return float(best.sum(dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -396,6 +426,12 @@ class StrataParams(SamplerParams):
             image only joins the cell of the nearest bisection centre).
         split_iter: Lloyd steps of each 2-means split (>= 1).
         n_init: cuts made (each with its own draws), the tightest kept (>= 1).
+        cut: which of the ``n_init`` cuts is kept: ``fit`` (the tightest: the images'
+            total similarity to their cells' centres) or ``picks`` (while ``centre``
+            picks are made: the images' total similarity to the nearest of the cells'
+            central images, the k-medoids objective of what gets labeled; else ``fit``).
+            Measured on tuning runs and not adopted: no change beyond noise
+            (``benchmarks/results/heldout_tuning_cut.md``).
         one_cut_from: pools of at least this many images make one cut, whatever
             ``n_init`` says (>= 1): cells of many images each vary little from cut to
             cut, and each cut costs a bisection and a refinement over the whole pool
@@ -421,6 +457,7 @@ class StrataParams(SamplerParams):
     candidates: int = CANDIDATES
     knn: int = 20
     start: str = "bisect"
+    cut: str = "fit"
 
     def __post_init__(self) -> None:
         check_choice(self.pick, "strata: pick", PICKS, error=SelectionError)
@@ -435,6 +472,7 @@ class StrataParams(SamplerParams):
         check_scalar(self.candidates, "candidates", int, min_val=2, error=SelectionError)
         check_scalar(self.knn, "knn", int, min_val=1, error=SelectionError)
         check_choice(self.start, "strata: start", STARTS, error=SelectionError)
+        check_choice(self.cut, "strata: cut", CUTS, error=SelectionError)
 
 
 def _memory(shape: BankShape, budget: int, params: StrataParams, run: RunSettings) -> int:
@@ -513,6 +551,7 @@ def strata(
         chunk=chunk,
         candidates=params.candidates,
         start=params.start,
+        criterion="picks" if params.cut == "picks" and pick_rule == "centre" else "fit",
     )
     t2 = time.perf_counter()
     k = centres.shape[0] - nf
@@ -586,6 +625,7 @@ def strata(
         "n_init": n_init,
         "n_init_option": params.n_init,
         "candidates": params.candidates,
+        **({"cut": params.cut} if params.cut != "fit" else {}),
         **({"knn": params.knn} if pick_rule == "typical" else {}),
     }
     return Ranking(
