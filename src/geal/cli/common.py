@@ -89,7 +89,10 @@ def extract_args(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=None,
-        help="image decoding processes (default: CPUs - 1, max 8; none for a CPU model on 2 CPUs)",
+        help=(
+            "image decoding processes (default: CPUs - 1, max 8; none for a CPU model on 2 CPUs,"
+            " which then encodes batches side by side, one thread each)"
+        ),
     )
     g.add_argument(
         "--precision",
