@@ -19,6 +19,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geal.engines import ExtractJob
 from geal.engines.encode import encode_batch
+from geal.internal.device import torch_threads
 from geal.internal.progress import Progress
 from geal.pools.base import Pool
 
@@ -123,12 +125,11 @@ class Lanes:
         self.write = write
         self.pending: deque[tuple[list[int], Future[Any] | None, list[tuple[int, str]]]] = deque()
         self.executor: ThreadPoolExecutor | None = None
-        self.threads = 0
+        self.stack = ExitStack()
 
     def __enter__(self) -> Lanes:
         if self.n > 1:
-            self.threads = torch.get_num_threads()
-            torch.set_num_threads(1)
+            self.stack.enter_context(torch_threads(1))
             self.executor = ThreadPoolExecutor(self.n, thread_name_prefix="geal-lane")
         return self
 
@@ -161,7 +162,7 @@ class Lanes:
                 self._write_oldest()
         finally:
             self.executor.shutdown(wait=True, cancel_futures=True)
-            torch.set_num_threads(self.threads)
+            self.stack.close()
 
 
 def run(job: ExtractJob) -> None:

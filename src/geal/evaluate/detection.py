@@ -23,8 +23,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +33,7 @@ from PIL import Image
 from torch import nn
 
 from geal.errors import GealError
+from geal.internal.device import torch_threads
 from geal.pools.base import Pool
 
 logger = logging.getLogger(__name__)
@@ -261,16 +261,6 @@ def load_detection_set(
     return DetectionSet(images, boxes, labels, list(instances.classes))
 
 
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _batch(
     data: DetectionSet, idx: list[int], flip: torch.Tensor | None, device: torch.device
 ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -302,7 +292,7 @@ def train_detector(
     dev = torch.device(device)
     if len(data) == 0:
         raise GealError("cannot train a detector on no images")
-    with _threads(r.threads):
+    with torch_threads(r.threads):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_detector(len(data.classes), r).to(dev)
@@ -389,7 +379,7 @@ def evaluate_map(
     model.eval()
     dev = next(model.parameters()).device
     cpu = torch.device("cpu")
-    with _threads(threads):
+    with torch_threads(threads):
         for a in range(0, len(data), batch_size):
             idx = list(range(a, min(a + batch_size, len(data))))
             images, targets = _batch(data, idx, None, dev)

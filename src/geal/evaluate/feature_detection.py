@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from geal.errors import GealError
-from geal.evaluate.detection import DetectionSet, _threads, optimise
+from geal.evaluate.detection import DetectionSet, optimise
+from geal.internal.device import torch_threads
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def encode_detection_set(
     """Run the frozen ``extractor`` once over ``data`` (and its mirror images when ``flip``)."""
     levels: list[list[torch.Tensor]] = []
     flipped: list[list[torch.Tensor]] = []
-    with _threads(threads):
+    with torch_threads(threads):
         for a in range(0, len(data), batch_size):
             x = data.images[a : a + batch_size].float() / 255.0
             for store, batch in ((levels, x), (flipped, x.flip(-1))):
@@ -269,7 +270,7 @@ def train_feature_detector(
     if r.flip and not data.flipped:
         raise GealError("the recipe flips images but the feature set has no flipped maps")
     steps = r.steps_for(len(data))
-    with _threads(r.threads):
+    with torch_threads(r.threads):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_feature_detector(data.channels, len(data.classes), r)
@@ -312,7 +313,7 @@ def score_feature_detector(
     coco = MeanAveragePrecision()
     at50 = MeanAveragePrecision(iou_thresholds=[0.5], class_metrics=True)
     model.eval()
-    with _threads(threads):
+    with torch_threads(threads):
         for a in range(0, len(data), batch_size):
             idx = list(range(a, min(a + batch_size, len(data))))
             images, targets = _feed(model, data, idx, [False] * len(idx))

@@ -7,6 +7,9 @@ is the same one-line error whichever side meets it first. What a device is good 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from geal.errors import GealError
@@ -68,3 +71,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
             fast = False
         return "bf16" if fast else "fp32"
     return "fp32"
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
