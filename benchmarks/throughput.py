@@ -10,8 +10,8 @@ For every ``model@size`` and precision, in one run:
 - ``forward_lanes``: the same batches run the way extraction runs the model where it
   uses lanes (CPU, no decoding workers: ``geal.engines.local.default_lanes`` batches at
   once, one thread each; ``--repeats`` batches per lane, timed together), and
-  ``lanes``, their number (1: extraction runs the model as ``forward`` does, and the
-  two figures measure the same thing);
+  ``lanes``, their number (1: extraction runs the model as ``forward`` does, whose
+  figure is repeated);
 - ``end_to_end``: images/s of ``geal.extract`` with its defaults (DataLoader decoding
   workers, model, attention filter, per-image k-means, shard writes) on a folder of
   JPEGs whose side is the input size (so no resizing is charged), reported as a ratio
@@ -119,7 +119,7 @@ def main() -> None:
                         batch_size=a.batch_size, progress=False)  # fmt: skip
                 forward = time_forward(bb, x, prec, a.repeats, statistics.median)
                 lanes = default_lanes(bb.device.type, default_workers(bb.device.type))
-                in_lanes = time_lanes(bb, x, prec, lanes, a.repeats)
+                in_lanes = forward if lanes == 1 else time_lanes(bb, x, prec, lanes, a.repeats)
                 t = time.process_time()
                 _, s = extract(pool, Path(tmp) / f"bank-{prec}", backbone=bb, precision=prec,
                                batch_size=a.batch_size, progress=False)  # fmt: skip
