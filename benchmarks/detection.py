@@ -181,9 +181,14 @@ def feature_sets(
     return train, test
 
 
+def selection_size(model: str) -> int:
+    """The input side ``model`` selects at."""
+    return SELECTION_SIZE.get(model, 160)
+
+
 def bank_dir(root: Path, model: str, key: str) -> Path:
     """Where a pool's ``key`` (k5, k1) bank of ``model`` lives."""
-    return root / f"bank-{model}-{SELECTION_SIZE.get(model, 160)}-{key}"
+    return root / f"bank-{model}-{selection_size(model)}-{key}"
 
 
 def banks(
@@ -191,7 +196,6 @@ def banks(
 ) -> dict[str, Any]:
     from geal.extract import extract
 
-    size = SELECTION_SIZE.get(model, 160)
     out = {}
     pool = open_pool(train_json)
     for key, k in (("k5", 5), ("k1", 1)):
@@ -201,7 +205,7 @@ def banks(
             pool,
             bank_dir(root, model, key),
             model=model,
-            image_size=size,
+            image_size=selection_size(model),
             clusters=k,
             batch_size=32,
             progress=False,
@@ -363,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
                 if not args.no_diagnostics and group not in result["diagnostics"]:
                     t = time.perf_counter()
                     result["diagnostics"][group] = diagnose(
-                        train_json, k5, model, SELECTION_SIZE.get(model, 160)
+                        train_json, k5, model, selection_size(model)
                     )
                     timed(f"{group} diagnostics s", time.perf_counter() - t)
                     save()
