@@ -389,10 +389,7 @@ def central_picks_fit(
     """Total similarity of the rows to the nearest of the cells' central images (each
     cell's free row nearest its centre) and the labeled rows: how well the images a
     ``centre`` pick would label stand for the pool, the k-medoids objective."""
-    own = np.concatenate(
-        [np.einsum("ij,ij->i", x[a : a + chunk], centres[labels[a : a + chunk]])
-         for a in range(0, x.shape[0], chunk)]
-    )  # fmt: skip
+    own = pick_scores(x, centres, labels, 0.0, chunk)  # similarity to the own centre
     free = np.flatnonzero(~is_lab & (labels >= int(is_lab.sum())))  # rows of cells to pick in
     order = free[np.lexsort((-own[free], labels[free]))]  # by cell, most central first
     first = np.ones(order.size, dtype=bool)
