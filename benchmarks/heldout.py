@@ -124,7 +124,7 @@ def _value(text: str) -> Any:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--role", choices=ROLES, required=True)
+    ap.add_argument("--role", choices=ROLES, help="required unless --merge")
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--pool-seeds", type=int, nargs="+", default=None)
     ap.add_argument("--per-class", type=float, nargs="+", default=PER_CLASS)
@@ -141,13 +141,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cache", default=None, help="splits and banks (default: <geal cache>/eval)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--name", default="heldout", help="results file stem")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="only add these results files' rows (new row keys) and commands to --name's",
+    )
     args = ap.parse_args(argv)
+    if args.merge:
+        return args
+    if args.role is None:
+        ap.error("--role is required (or --merge)")
     if args.pool_seeds is None:
         args.pool_seeds = SEEDS[args.role]
     clash = set(args.pool_seeds) & set(SEEDS[TUNING if args.role == REPORTING else REPORTING])
     if clash:
         ap.error(f"pool seeds {sorted(clash)} belong to the other role's runs")
     return args
+
+
+PARALLEL = "# the pool seeds ran in parallel processes, each into its own file, merged by row key"
 
 
 def row_key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -176,6 +189,22 @@ def main(argv: list[str] | None = None) -> None:
     given = argv if argv is not None else sys.argv[1:]
     command = "PYTHONPATH=src nice -n 10 python benchmarks/heldout.py " + shlex.join(given)
     commands = sorted(set(saved.get("commands", [])) | {command})
+    if args.merge:  # processes that ran pools side by side, each into its own file
+        info = {k: v for k, v in saved.items() if k != "rows"}
+        for f in args.merge:
+            other = json.loads(Path(f).read_text())
+            info = {**{k: v for k, v in other.items() if k != "rows"}, **info}
+            info["commands"] = sorted(set(info.get("commands", [])) | set(other["commands"]))
+            earlier += float(other.get("wall_seconds", 0.0))
+            for r in other["rows"]:
+                if row_key(r) not in have:
+                    rows.append(r)
+                    have.add(row_key(r))
+        commands = sorted(c for c in info["commands"] if not c.startswith("#"))
+        commands.append(PARALLEL)
+        save_results(results, rows, **{**info, "commands": commands, "wall_seconds": earlier})
+        write_markdown(out / f"{args.name}.md", rows, commands)
+        return
 
     def save() -> None:
         save_results(
@@ -293,8 +322,8 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], commands: list[str]) 
         lines += [
             f"## {role}: {dataset}, {backbone}, {protocol}",
             "",
-            "| budget | " + " | ".join(strategies) + " |",
-            "|---:|" + "---:|" * len(strategies),
+            "| budget | pool seeds | " + " | ".join(strategies) + " |",
+            "|---:|---:|" + "---:|" * len(strategies),
         ]
         for b in budgets:
             cells = {s: stats.get((role, dataset, backbone, protocol, b, s)) for s in strategies}
@@ -307,7 +336,8 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], commands: list[str]) 
                     continue
                 text = f"{100 * v[0]:.1f} ± {100 * v[1]:.1f}"
                 row.append(f"**{text}**" if v[0] == best else text)
-            lines.append(f"| {b} | " + " | ".join(row) + " |")
+            runs = max(v[2] for v in cells.values() if v)
+            lines.append(f"| {b} | {runs} | " + " | ".join(row) + " |")
         lines.append("")
     path.write_text("\n".join(lines) + "\n")
 
