@@ -142,6 +142,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--name", default="heldout", help="results file stem")
     ap.add_argument(
+        "--supersede",
+        nargs="+",
+        default=[],
+        metavar="STRATEGY",
+        help="rerun these strategies where the results already hold them (a new version); "
+        "the old rows move to the file's superseded_rows",
+    )
+    ap.add_argument(
         "--merge",
         nargs="+",
         metavar="JSON",
@@ -185,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = list(saved.get("rows", []))
     earlier = float(saved.get("wall_seconds", 0.0))
     have = {row_key(r) for r in rows}
+    # rows a newer version of their strategy replaced (--supersede), kept on record
+    superseded: list[dict[str, Any]] = list(saved.get("superseded_rows", []))
     version = method_version()
     given = argv if argv is not None else sys.argv[1:]
     command = "PYTHONPATH=src nice -n 10 python benchmarks/heldout.py " + shlex.join(given)
@@ -196,12 +206,22 @@ def main(argv: list[str] | None = None) -> None:
             info = {**{k: v for k, v in other.items() if k != "rows"}, **info}
             info["commands"] = sorted(set(info.get("commands", [])) | set(other["commands"]))
             earlier += float(other.get("wall_seconds", 0.0))
+            gone = {
+                (row_key(r), json.dumps(r["method"], sort_keys=True)): r
+                for r in other.get("superseded_rows", [])
+            }
+            for r in rows:  # rows the other file replaced with a newer version's
+                if (row_key(r), json.dumps(r["method"], sort_keys=True)) in gone:
+                    superseded.append(r)
+                    have.discard(row_key(r))
+            rows[:] = [r for r in rows if row_key(r) in have]
             for r in other["rows"]:
                 if row_key(r) not in have:
                     rows.append(r)
                     have.add(row_key(r))
         commands = sorted(c for c in info["commands"] if not c.startswith("#"))
         commands.append(PARALLEL)
+        info["superseded_rows"] = superseded
         save_results(results, rows, **{**info, "commands": commands, "wall_seconds": earlier})
         write_markdown(out / f"{args.name}.md", rows, commands)
         return
@@ -213,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
             commands=commands,
             machine=machine(),
             wall_seconds=earlier + time.perf_counter() - t0,
+            **({"superseded_rows": superseded} if superseded else {}),
             protocol_note=(
                 "tuning rows: pool from the training images less a fixed validation split, "
                 "scored on that split; reporting rows: pool from all training images at "
@@ -240,17 +261,26 @@ def main(argv: list[str] | None = None) -> None:
                 b: round(effective_dimension(to_grid(unit(bb.pool_features))), 3)
                 for b, bb in task.backbones.items()
             }
-            seed = training_seed(pool_seed)
             plan = [(args.model, args.strategies)]
             if args.control_strategies:
                 plan.append((f"{args.model}-random", args.control_strategies))
             for bname, strategies in plan:
+                # the training seed its other strategies ran with here, so pairs compare
+                seed = next(
+                    (r["seed"] for r in rows if row_key(r)[:3] == (name, pool_seed, bname)),
+                    training_seed(pool_seed),
+                )
                 for spec in strategies:
                     keys = {
                         (name, pool_seed, bname, spec, p, b)
                         for p in args.protocols
                         for b in budgets
                     }
+                    if spec in args.supersede and keys & have:
+                        old = [r for r in rows if row_key(r) in keys]
+                        superseded.extend(old)
+                        rows[:] = [r for r in rows if row_key(r) not in keys]
+                        have.difference_update(keys)
                     if keys <= have:
                         continue
                     new = run_curves(

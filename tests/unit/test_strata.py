@@ -190,12 +190,20 @@ def test_margin_picks_keep_clear_of_the_neighbouring_cells() -> None:
     assert other[margin.order].mean() < other[picked_c].mean()
 
 
-def test_auto_picks_centres_while_labels_are_few_per_effective_dimension() -> None:
+def test_auto_picks_typical_then_central_then_margin_images_as_labels_per_dimension_grow() -> None:
     x = clusters([40, 40, 40, 40, 40, 40], dim=16, spread=0.2, seed=3)
     bank = bank_of(x)
     d_eff = effective_dimension(to_grid(unit(x)))
     below = int(3 * d_eff)  # the last budget with central picks
-    for budget, rule in ((below, "centre"), (below + 1, "margin")):
+    typical = int(0.5 * d_eff)  # the last budget with typical picks
+    assert typical >= 2
+    rules = (
+        (typical, "typical"),
+        (typical + 1, "centre"),
+        (below, "centre"),
+        (below + 1, "margin"),
+    )
+    for budget, rule in rules:
         auto = select(bank, budget, "strata", seed=4)
         assert auto.params["pick"] == rule and auto.params["effective_dimension"] > 0
         fixed = select(bank, budget, "strata", seed=4, pick=rule)
@@ -204,6 +212,7 @@ def test_auto_picks_centres_while_labels_are_few_per_effective_dimension() -> No
     auto = select(bank, below, "strata", seed=4, labeled=[0, 50, 100, 150, 200])
     assert auto.params["pick"] == "margin"
     assert select(bank, below + 1, "strata", seed=4, centre_below=100).params["pick"] == "centre"
+    assert select(bank, typical, "strata", seed=4, typical_below=0).params["pick"] == "centre"
 
 
 def start(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -77,6 +77,16 @@ costs O(N D^2) once, only when it decides the rule (``d <= D``, so never past
 grid products are exact in float64). A ``margin`` pick's nearest other centre is
 searched among its cell's candidates, like the Lloyd steps.
 
+With fewer labels still, ``labels <= typical_below * d`` (0.5: one label for every two
+directions the pool spreads over), each cell is wide, its centre an average of unlike
+images, and the image nearest it is an average-looking one. There ``auto`` labels the
+cell's most typical image instead (TypiClust's typicality, the highest mean similarity
+to its ``knn`` nearest neighbours in the cell): a mode of the cell, an image many others
+look like. ``typical_below`` was chosen on tuning runs only
+(``benchmarks/strata_typical.py``): below 0.5 the typical picks led the central ones by
+3.2 +- 0.6 points over 50 points, from 0.5 to 1 they were level (-0.3 +- 0.4), beyond 1
+behind (-1.7).
+
 Labeled images: each is a fixed cell centre. At a split, each child is owed
 ``(b + l) * n_c / n`` picks less the ``l_c`` labeled images it already holds, and the
 node's ``b`` free picks go to the children in proportion to what they are owed, so
@@ -126,6 +136,7 @@ PICKS = ("auto", "centre", "margin", "typical", "objects")
 STARTS = ("bisect", "plusplus")
 CUTS = ("fit", "picks")
 CENTRE_BELOW = 3.0  # labels per effective dimension up to which picks are central
+TYPICAL_BELOW = 0.5  # labels per effective dimension up to which picks are typical
 MARGIN_WEIGHT = 0.5  # weight of the nearest other centre in a margin pick
 ONE_CUT_FROM = 200_000  # pools of this many images make one cut
 CANDIDATES = 64  # centres a Lloyd step may move an image to (all of them up to 64 cells)
@@ -411,13 +422,16 @@ class StrataParams(SamplerParams):
             (the image x maximising sim(x, c) - w sim(x, c'), c' the nearest other
             centre), ``auto`` (``centre`` while the labels, budget plus labeled
             images, are at most ``centre_below`` times the pool's effective dimension,
-            ``margin`` beyond), ``typical`` (TypiClust's typicality within the cell) or
+            ``margin`` beyond; ``typical`` while they are at most ``typical_below``
+            times it), ``typical`` (TypiClust's typicality within the cell) or
             ``objects`` (the image whose attention spreads over the most tokens, the
             bank's kept-token count, ties broken by ``auto``'s rule: for detection
             pools, where an image holding more objects teaches the detector more;
             measured in ``benchmarks/results/detection.md``).
         centre_below: labels per effective dimension up to which ``auto`` picks
             centres (>= 0).
+        typical_below: labels per effective dimension up to which ``auto`` picks
+            typical images instead of centres (>= 0; 0: never).
         margin_weight: w of ``margin`` picks, in [0, 1] (0 is ``centre``).
         refine: Lloyd steps over all cells after the bisection (>= 0; with 0, every
             image only joins the cell of the nearest bisection centre).
@@ -446,6 +460,7 @@ class StrataParams(SamplerParams):
 
     pick: str = "auto"
     centre_below: float = CENTRE_BELOW
+    typical_below: float = TYPICAL_BELOW
     margin_weight: float = MARGIN_WEIGHT
     refine: int = 100
     split_iter: int = 20
@@ -459,6 +474,7 @@ class StrataParams(SamplerParams):
     def __post_init__(self) -> None:
         check_choice(self.pick, "strata: pick", PICKS, error=SelectionError)
         check_scalar(self.centre_below, "centre_below", float, min_val=0, error=SelectionError)
+        check_scalar(self.typical_below, "typical_below", float, min_val=0, error=SelectionError)
         check_scalar(
             self.margin_weight, "margin_weight", float, min_val=0, max_val=1, error=SelectionError
         )
@@ -535,7 +551,14 @@ def strata(
         pick_rule = "margin"  # d_eff is at most the dimension: no need to measure it
     elif pick_rule == "auto":
         d_eff = effective_dimension(x)
-        pick_rule = "centre" if budget + nf <= centre_below * d_eff else "margin"
+        labels = budget + nf
+        pick_rule = (
+            "typical"
+            if labels <= params.typical_below * d_eff
+            else "centre"
+            if labels <= centre_below * d_eff
+            else "margin"
+        )
     t1 = time.perf_counter()
     labels, centres, steps = tightest_cells(
         x,
@@ -591,13 +614,15 @@ def strata(
                 )
             else:
                 s = np.zeros(1)
-        elif pick_rule == "typical":
-            s = cell_typicality(x, rows, params.knn, chunk)
-        elif kept is not None:  # the most kept tokens, then the rule's score
-            busiest = kept[rows] == kept[rows].max()
-            rows, s = rows[busiest], score[rows[busiest]]
         else:
-            s = score[rows]
+            s = (
+                cell_typicality(x, rows, params.knn, chunk)
+                if pick_rule == "typical"
+                else score[rows]
+            )
+            if kept is not None:  # the most kept tokens, then the rule's score
+                busiest = kept[rows] == kept[rows].max()
+                rows, s = rows[busiest], s[busiest]
         pick = int(rows[int(np.argmax(s))])  # first on ties: rows are in pool order
         picks[t] = pick
         used[pick] = True
@@ -615,6 +640,7 @@ def strata(
         "pick": pick_rule if kept is None else f"objects, ties by {pick_rule}",
         "pick_option": params.pick,
         "centre_below": centre_below,
+        "typical_below": params.typical_below,
         "margin_weight": weight,
         "effective_dimension": None if d_eff is None else round(d_eff, 3),
         "refine": refine,
