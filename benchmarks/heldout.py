@@ -336,8 +336,9 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], commands: list[str]) 
         "the method's constants may be chosen on them. **Reporting** rows: the pool is "
         "drawn at other seeds from all the training images and accuracy is measured on "
         "the test images, with the method version below; nothing is chosen on them. "
-        "Mean ± standard deviation over pool seeds (each with its own training seed); "
-        "the best mean per budget in bold.",
+        "Mean ± standard deviation over pool seeds (each pool with its training seed, the "
+        "same for every strategy on it; their count per budget in its column); the best "
+        "mean per budget in bold.",
         "",
     ]
     versions = sorted({json.dumps(r.get("method", {}), sort_keys=True) for r in rows})
