@@ -11,6 +11,7 @@ from geal.bank import PatternBank
 from geal.errors import SelectionError
 from geal.kmeans import candidate_lists, candidate_lloyd, grid_lloyd
 from geal.sampling import RunSettings, select
+from geal.sampling import strata as strata_module
 from geal.sampling.features import unit
 from geal.sampling.strata import (
     central_picks_fit,
@@ -348,6 +349,32 @@ def test_typical_pick_takes_the_dense_mode_not_the_image_nearest_the_mean() -> N
     assert typical[0] < 15  # the mode: a packed one
     again = select(bank_of(x), 1, "strata", seed=1, pick="typical", knn=5).order
     np.testing.assert_array_equal(typical, again)
+
+
+def test_typical_pick_in_a_large_cell_comes_from_a_seeded_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # one cell of 150: 100 packed at 0 degrees, 50 spread over 40-80; with a sample cap
+    # of 60 typicality compares at most 60 images, and the mode is still a packed one
+    rng = np.random.default_rng(3)
+    angles = np.concatenate([rng.normal(0.0, 0.5, 100), np.linspace(40.0, 80.0, 50)])
+    rad = np.deg2rad(angles)
+    x = np.zeros((150, 8), np.float32)
+    x[:, 0], x[:, 1] = np.cos(rad), np.sin(rad)
+    sizes: list[int] = []
+    real = strata_module.cell_typicality
+
+    def spy(x: np.ndarray, rows: np.ndarray, knn: int, chunk: int) -> np.ndarray:
+        sizes.append(rows.size)
+        return real(x, rows, knn, chunk)
+
+    monkeypatch.setattr(strata_module, "TYPICAL_SAMPLE", 60)
+    monkeypatch.setattr(strata_module, "cell_typicality", spy)
+    first = select(bank_of(x), 1, "strata", seed=0, pick="typical", knn=5).order
+    assert sizes == [60]
+    assert first[0] < 100  # a packed image
+    again = select(bank_of(x), 1, "strata", seed=0, pick="typical", knn=5).order
+    np.testing.assert_array_equal(first, again)
 
 
 def test_typical_pick_keeps_one_pick_per_cell() -> None:

@@ -82,7 +82,10 @@ directions the pool spreads over), each cell is wide, its centre an average of u
 images, and the image nearest it is an average-looking one. There ``auto`` labels the
 cell's most typical image instead (TypiClust's typicality, the highest mean similarity
 to its ``knn`` nearest neighbours in the cell): a mode of the cell, an image many others
-look like. ``typical_below`` was chosen on tuning runs only
+look like. A cell of more than ``TYPICAL_SAMPLE`` = 10,000 images takes its typical
+image from a seeded sample of that many, and its neighbours among them: typicality costs
+the square of the images it compares: 4.2 s for one cell of 20,000 on 2 cores, so about
+26 s at 50,000 and 1 s at 10,000. ``typical_below`` was chosen on tuning runs only
 (``benchmarks/strata_typical.py``): below 0.5 the typical picks led the central ones by
 3.2 +- 0.6 points over 50 points, from 0.5 to 1 they were level (-0.3 +- 0.4), beyond 1
 behind (-1.7).
@@ -137,6 +140,7 @@ STARTS = ("bisect", "plusplus")
 CUTS = ("fit", "picks")
 CENTRE_BELOW = 3.0  # labels per effective dimension up to which picks are central
 TYPICAL_BELOW = 0.5  # labels per effective dimension up to which picks are typical
+TYPICAL_SAMPLE = 10_000  # a typical pick in a larger cell comes from a sample this size
 MARGIN_WEIGHT = 0.5  # weight of the nearest other centre in a margin pick
 ONE_CUT_FROM = 200_000  # pools of this many images make one cut
 CANDIDATES = 64  # centres a Lloyd step may move an image to (all of them up to 64 cells)
@@ -551,12 +555,12 @@ def strata(
         pick_rule = "margin"  # d_eff is at most the dimension: no need to measure it
     elif pick_rule == "auto":
         d_eff = effective_dimension(x)
-        labels = budget + nf
+        n_labels = budget + nf
         pick_rule = (
             "typical"
-            if labels <= params.typical_below * d_eff
+            if n_labels <= params.typical_below * d_eff
             else "centre"
-            if labels <= centre_below * d_eff
+            if n_labels <= centre_below * d_eff
             else "margin"
         )
     t1 = time.perf_counter()
@@ -615,11 +619,13 @@ def strata(
             else:
                 s = np.zeros(1)
         else:
-            s = (
-                cell_typicality(x, rows, params.knn, chunk)
-                if pick_rule == "typical"
-                else score[rows]
-            )
+            if pick_rule == "typical":
+                if rows.size > TYPICAL_SAMPLE:  # O(cell^2) otherwise: minutes at 1M images
+                    draw = np.random.default_rng([int(seed), 0x54595049, int(j)])
+                    rows = np.sort(draw.choice(rows, TYPICAL_SAMPLE, replace=False))
+                s = cell_typicality(x, rows, params.knn, chunk)
+            else:
+                s = score[rows]
             if kept is not None:  # the most kept tokens, then the rule's score
                 busiest = kept[rows] == kept[rows].max()
                 rows, s = rows[busiest], s[busiest]
