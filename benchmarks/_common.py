@@ -1,10 +1,13 @@
-"""Shared helpers for the benchmarks: synthetic banks, memory and machine facts."""
+"""Shared helpers for the benchmarks: synthetic banks, memory and machine facts, results
+files."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,3 +172,30 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def read_results(path: str | Path, prog: str) -> dict[str, Any]:
+    """A results file (``{"rows": [...], ...}``); a missing or malformed one: one line on
+    stderr and exit status 2."""
+    path = Path(path)
+    if not path.is_file():
+        print(f"{prog}: no such file {path}", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        saved = json.loads(path.read_text())
+        if not isinstance(saved["rows"], list):
+            raise TypeError("rows is not a list")
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        print(f"{prog}: {path} is not a results file with rows ({e})", file=sys.stderr)
+        raise SystemExit(2) from None
+    return dict(saved)
+
+
+def results_rows(paths: list[str], prog: str, *, tuning_only: bool = False) -> list[dict[str, Any]]:
+    """The rows of every results file in ``paths``; with ``tuning_only``, a reporting row
+    among them is refused (one line, exit status 2): constants come from tuning runs."""
+    rows = [r for p in paths for r in read_results(p, prog)["rows"]]
+    if tuning_only and any(r.get("role") != "tuning" for r in rows):
+        print(f"{prog}: only tuning rows may choose constants", file=sys.stderr)
+        raise SystemExit(2)
+    return rows

@@ -19,10 +19,9 @@ equals falls short at some points by chance alone).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
+from _common import results_rows
 from geal.evaluate.heldout import REPORTING, bar_points
 
 
@@ -36,17 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--tiny", type=int, default=30, help="largest budget counted as tiny")
     args = ap.parse_args(argv)
-    rows = []
-    for f in args.results:
-        path = Path(f)
-        if not path.is_file():
-            print(f"check_bar: no such file {path}", file=sys.stderr)
-            return 2
-        try:
-            rows += json.loads(path.read_text())["rows"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            print(f"check_bar: {path} is not a results file with rows ({e})", file=sys.stderr)
-            return 2
+    rows = results_rows(args.results, "check_bar")
     points = bar_points(rows, args.default, role=REPORTING)
     if not points:
         print("check_bar: no reporting rows with the default and random in them", file=sys.stderr)

@@ -25,10 +25,11 @@ import json
 import re
 import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from _common import results_rows
 
 SHIPPED = (3.0, 0.5)  # centre_below, margin_weight of the shipped strata
 WEIGHT = re.compile(r"margin_weight=([0-9.]+)")
@@ -51,12 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", nargs="+")
     ap.add_argument("--backbones", nargs="*", default=None, help="default: every backbone")
     args = ap.parse_args(argv)
-    rows: list[dict[str, Any]] = []
-    for f in args.results:
-        rows += json.loads(Path(f).read_text())["rows"]
-    if any(r.get("role") != "tuning" for r in rows):
-        print("strata_constants: only tuning rows may choose constants", file=sys.stderr)
-        return 2
+    rows = results_rows(args.results, "strata_constants", tuning_only=True)
     # point -> {variant: accuracy}, and its labels per effective dimension
     points: dict[tuple[Any, ...], dict[tuple[str, float], float]] = defaultdict(dict)
     ratio: dict[tuple[Any, ...], float] = {}

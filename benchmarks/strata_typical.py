@@ -25,10 +25,11 @@ import json
 import sys
 from collections import defaultdict
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from _common import results_rows
 
 SHIPPED = 0.5  # typical_below of the shipped strata
 CENTRE_BELOW = 3.0  # past it the shipped rule makes margin picks: no centre to compare
@@ -64,12 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("results", nargs="+")
     args = ap.parse_args(argv)
-    rows: list[dict[str, Any]] = []
-    for f in args.results:
-        rows += json.loads(Path(f).read_text())["rows"]
-    if any(r.get("role") != "tuning" for r in rows):
-        print("strata_typical: only tuning rows may choose constants", file=sys.stderr)
-        return 2
+    rows = results_rows(args.results, "strata_typical", tuning_only=True)
     by_point: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
         v = variant(r)
