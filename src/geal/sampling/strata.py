@@ -84,8 +84,8 @@ cell's most typical image instead (TypiClust's typicality, the highest mean simi
 to its ``knn`` nearest neighbours in the cell): a mode of the cell, an image many others
 look like. A cell of more than ``TYPICAL_SAMPLE`` = 10,000 images takes its typical
 image from a seeded sample of that many, and its neighbours among them: typicality costs
-the square of the images it compares: 4.2 s for one cell of 20,000 on 2 cores, so about
-26 s at 50,000 and 1 s at 10,000. ``typical_below`` was chosen on tuning runs only
+the square of the images it compares: 4.1 s for one cell of 20,000 on 2 cores, 1.0 s for
+10,000 (``benchmarks/typicality_cost.py``). ``typical_below`` was chosen on tuning runs only
 (``benchmarks/strata_typical.py``): below 0.5 the typical picks led the central ones by
 3.2 +- 0.6 points over 50 points, from 0.5 to 1 they were level (-0.3 +- 0.4), beyond 1
 behind (-1.7).
